@@ -1,0 +1,115 @@
+# nmikit: the top-level build.
+#   make            build build/nmikit.elf
+#   make run        boot it in QEMU with 4 CPUs, into the shell
+#   make test       host tests, model checks and every QEMU scenario
+#   make bench      exact (icount) benchmarks into build/bench.json
+#   make debug      QEMU halted with a gdb stub, and gdb attached
+#   make iso        a GRUB (Multiboot2) bootable ISO of the same image
+# Area fragments in mk/*.mk add test suites (TEST_SUITES) and Debian
+# packages they need (DEPS).
+
+BUILD   ?= build
+CC      := gcc
+LD      := ld
+NM      := nm
+OBJCOPY := objcopy
+
+DEPS := gcc make binutils python3
+RUN_DEPS := qemu-system-x86
+TEST_SUITES :=
+
+WARN       := -Wall -Wextra -Werror
+KCOMMON    := -ffreestanding -fno-pie -fno-stack-protector -fno-asynchronous-unwind-tables \
+              -fcf-protection=none -mno-red-zone -mgeneral-regs-only -fno-omit-frame-pointer \
+              -mcmodel=small -O2 -g $(WARN) -MMD -MP
+KINCLUDES  := -Iinclude -Ikernel/include -Iarch/x86_64/include -I$(BUILD)/gen
+# core/ is portable C11 and sees only include/ (see docs/DEVELOPING.md).
+CORE_CFLAGS := -std=c11 $(KCOMMON) -Iinclude
+KCFLAGS     := -std=gnu11 $(KCOMMON) $(KINCLUDES)
+ASFLAGS     := -D__ASSEMBLER__ $(KINCLUDES) -g -MMD -MP
+LDFLAGS     := -nostdlib -static -z max-page-size=0x1000 -z noexecstack --no-warn-rwx-segments
+
+# Optional debug build switches (see docs/nmi-entry.md): make NMI_SELF_IRET=1
+ifeq ($(NMI_SELF_IRET),1)
+ASFLAGS += -DNMI_SELF_IRET=1
+KCFLAGS += -DNMI_SELF_IRET=1
+endif
+
+ARCH_C   := $(filter-out arch/x86_64/asm-offsets.c,$(wildcard arch/x86_64/*.c))
+ARCH_S   := $(wildcard arch/x86_64/*.S)
+KERN_C   := $(wildcard kernel/*.c)
+CORE_C   := $(wildcard core/*.c)
+
+OBJS := $(ARCH_S:%.S=$(BUILD)/%.o) $(ARCH_C:%.c=$(BUILD)/%.o) \
+        $(KERN_C:%.c=$(BUILD)/%.o) $(CORE_C:%.c=$(BUILD)/%.o)
+KERNEL := $(BUILD)/nmikit.elf
+LDSCRIPT := arch/x86_64/kernel.ld
+OFFSETS := $(BUILD)/gen/asm-offsets.h
+
+.PHONY: all run test debug iso bench clean deps test-deps scenarios
+all: $(KERNEL)
+
+include $(sort $(wildcard mk/*.mk))
+
+$(BUILD)/core/%.o: core/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CORE_CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.c | $(OFFSETS)
+	@mkdir -p $(@D)
+	$(CC) $(KCFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.S $(OFFSETS)
+	@mkdir -p $(@D)
+	$(CC) $(ASFLAGS) -c $< -o $@
+
+# Structure offsets for assembly, generated from the C definitions.
+$(OFFSETS): arch/x86_64/asm-offsets.c
+	@mkdir -p $(@D) $(BUILD)/arch/x86_64
+	$(CC) $(KCFLAGS) -S $< -o $(BUILD)/arch/x86_64/asm-offsets.s
+	tools/gen-offsets < $(BUILD)/arch/x86_64/asm-offsets.s > $@.tmp && mv $@.tmp $@
+
+# Two link passes: the first finds where every function lands, the second
+# embeds that table.  .ksyms lives after all code, so code does not move.
+$(BUILD)/ksyms-empty.o: tools/gen-ksyms
+	@mkdir -p $(@D)
+	tools/gen-ksyms < /dev/null > $(BUILD)/ksyms-empty.S
+	$(CC) $(ASFLAGS) -c $(BUILD)/ksyms-empty.S -o $@
+
+$(KERNEL): $(OBJS) $(LDSCRIPT) $(BUILD)/ksyms-empty.o tools/gen-ksyms
+	$(LD) $(LDFLAGS) -T $(LDSCRIPT) -o $(BUILD)/nmikit.pass1.elf $(OBJS) $(BUILD)/ksyms-empty.o
+	$(NM) -n --defined-only $(BUILD)/nmikit.pass1.elf | tools/gen-ksyms > $(BUILD)/ksyms.S
+	$(CC) $(ASFLAGS) -c $(BUILD)/ksyms.S -o $(BUILD)/ksyms.o
+	$(LD) $(LDFLAGS) -T $(LDSCRIPT) -o $@ $(OBJS) $(BUILD)/ksyms.o
+	@$(NM) -n --defined-only $@ | tools/gen-ksyms | cmp -s - $(BUILD)/ksyms.S || \
+		{ echo "error: code moved between link passes; symbol table would lie" >&2; rm -f $@; exit 1; }
+
+deps:
+	@tools/ensure-deps $(DEPS) $(RUN_DEPS)
+
+test-deps:
+	@tools/ensure-deps $(DEPS) $(RUN_DEPS)
+
+run: deps $(KERNEL)
+	tools/nmikit-qemu --smp 4 $(if $(CMDLINE),--cmdline "$(CMDLINE)")
+
+debug: deps $(KERNEL)
+	tools/ensure-deps gdb
+	tools/nmikit-qemu --smp 4 --gdb & sleep 1; gdb -q -x tools/gdbinit; kill %1 2>/dev/null || true
+
+scenarios: $(KERNEL)
+	@tools/run-scenarios $(if $(FILTER),--filter '$(FILTER)')
+TEST_SUITES += scenarios
+
+test: test-deps
+	@$(MAKE) -s all
+	@tools/test-all $(TEST_SUITES)
+
+compile_commands.json:
+	@tools/gen-compile-commands "$(CC)" "$(CORE_CFLAGS)" "$(KCFLAGS)" "$(ASFLAGS)" > $@
+	@echo "wrote $@"
+
+clean:
+	rm -rf $(BUILD) compile_commands.json
+
+-include $(OBJS:.o=.d)

@@ -1,0 +1,44 @@
+/*
+ * asm-offsets.c: never linked.  Compiled to assembly only, so that
+ * tools/gen-offsets can turn the markers below into build/gen/asm-offsets.h:
+ * the structure offsets and sizes that the .S files use.
+ */
+#include <stddef.h>
+#include <arch/regs.h>
+#include <arch/percpu.h>
+#include <arch/gdt.h>
+
+#define DEFINE(sym, val) \
+	__asm__ volatile("\n.ascii \"@@OFFSET " #sym " %c0@@\"" :: "i"(val))
+#define OFFSET(sym, type, member) DEFINE(sym, offsetof(type, member))
+
+void asm_offsets(void);
+void asm_offsets(void)
+{
+	OFFSET(REGS_R15, struct regs, r15);
+	OFFSET(REGS_RBP, struct regs, rbp);
+	OFFSET(REGS_RAX, struct regs, rax);
+	OFFSET(REGS_RCX, struct regs, rcx);
+	OFFSET(REGS_R11, struct regs, r11);
+	OFFSET(REGS_VECTOR, struct regs, vector);
+	OFFSET(REGS_ERROR, struct regs, error);
+	OFFSET(REGS_RIP, struct regs, rip);
+	OFFSET(REGS_CS, struct regs, cs);
+	OFFSET(REGS_RFLAGS, struct regs, rflags);
+	OFFSET(REGS_RSP, struct regs, rsp);
+	OFFSET(REGS_SS, struct regs, ss);
+	DEFINE(REGS_SIZE, sizeof(struct regs));
+	DEFINE(REGS_GPR_SIZE, offsetof(struct regs, vector));
+
+	OFFSET(PERCPU_SELF, struct percpu, self);
+	OFFSET(PERCPU_KERNEL_RSP, struct percpu, kernel_rsp);
+	OFFSET(PERCPU_USER_RSP, struct percpu, user_rsp);
+	OFFSET(PERCPU_CPU, struct percpu, cpu);
+	OFFSET(PERCPU_TSS, struct percpu, tss);
+	OFFSET(TSS_RSP0, struct tss, rsp[0]);
+
+	DEFINE(IST_PERCPU_OFFSET, IST_PERCPU_SLOT);
+	DEFINE(NMI_STACK_BYTES, NMI_STACK_SIZE);
+	DEFINE(STACKS_NMI, offsetof(struct cpu_stacks, nmi));
+	DEFINE(SIZEOF_CPU_STACKS, sizeof(struct cpu_stacks));
+}
