@@ -7,6 +7,7 @@
 #include <arch/regs.h>
 #include <arch/percpu.h>
 #include <arch/gdt.h>
+#include <arch/nmi.h>
 
 #define DEFINE(sym, val) \
 	__asm__ volatile("\n.ascii \"@@OFFSET " #sym " %c0@@\"" :: "i"(val))
@@ -37,6 +38,21 @@ void asm_offsets(void)
 	OFFSET(PERCPU_TSS, struct percpu, tss);
 	OFFSET(TSS_RSP0, struct tss, rsp[0]);
 
+	OFFSET(PERCPU_NMI_ASM_NESTED, struct percpu, nmi_asm_nested);
+	OFFSET(PERCPU_NMI_ASM_IN_REPEAT, struct percpu, nmi_asm_in_repeat);
+	/* NMI stack slots, relative to the hardware frame (the RSP at delivery). */
+#define NMIST(sym, member) DEFINE(sym, (long)offsetof(struct nmi_stack_top, member) - (long)offsetof(struct nmi_stack_top, hw))
+	NMIST(NMIST_SAVED, saved);
+	NMIST(NMIST_WORKING, working);
+	NMIST(NMIST_EXECUTING, executing);
+	NMIST(NMIST_SCRATCH, scratch);
+	NMIST(NMIST_PERCPU, percpu);
+	DEFINE(IRET_RIP, offsetof(struct iret_frame, rip));
+	DEFINE(IRET_CS, offsetof(struct iret_frame, cs));
+	DEFINE(IRET_RFLAGS, offsetof(struct iret_frame, rflags));
+	DEFINE(IRET_RSP, offsetof(struct iret_frame, rsp));
+	DEFINE(IRET_SS, offsetof(struct iret_frame, ss));
+	DEFINE(IRET_FRAME_SIZE, sizeof(struct iret_frame));
 	DEFINE(IST_PERCPU_OFFSET, IST_PERCPU_SLOT);
 	DEFINE(NMI_STACK_BYTES, NMI_STACK_SIZE);
 	DEFINE(STACKS_NMI, offsetof(struct cpu_stacks, nmi));

@@ -66,6 +66,10 @@ struct percpu {
 	volatile uint64_t irq0_ticks;	/* PIT/IRQ0 interrupts seen on this CPU */
 	uint64_t preempt_count;
 	uint64_t need_resched;
+	/* Written by the NMI entry assembly (never by C outside arch/x86_64/nmi.c). */
+	uint64_t nmi_asm_nested;	/* nested NMIs that redirected the outer IRET */
+	uint64_t nmi_asm_in_repeat;	/* NMIs that hit the repeat_nmi region */
+	uint64_t nmi_asm_nested_seen;	/* part of nmi_asm_nested already reported to core */
 } __attribute__((aligned(64)));
 
 extern struct percpu percpu_area[MAX_CPUS];

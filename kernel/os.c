@@ -1,0 +1,43 @@
+/*
+ * os.c: the testbed kernel's implementation of <nmikit/os.h>, the services
+ * the portable core needs.  Functions marked NMI-safe in os.h are called in
+ * NMI context: each below uses only per-CPU data, MMIO/port writes and the
+ * TSC, never a lock.
+ */
+#include <nmikit/os.h>
+#include <arch/apic.h>
+#include <arch/cpu.h>
+#include <arch/percpu.h>
+#include <arch/serial.h>
+#include <arch/tsc.h>
+#include <kernel/panic.h>
+
+#define IRQ_WORK_VECTOR_DEFAULT 0xf3
+
+unsigned irq_work_vector = IRQ_WORK_VECTOR_DEFAULT;
+
+unsigned os_cpu_id(void) { return this_cpu_id(); }
+unsigned os_cpu_count(void) { return cpus_possible; }
+bool os_cpu_online(unsigned cpu) { return cpu < cpus_possible && percpu_area[cpu].online; }
+void os_cpu_relax(void) { cpu_relax(); }
+uint64_t os_timestamp_ns(void) { return tsc_ns(); }
+
+os_irqflags_t os_local_irq_save(void) { return irq_save(); }
+void os_local_irq_restore(os_irqflags_t flags) { irq_restore(flags); }
+
+void os_send_nmi(unsigned cpu)
+{
+	if (cpu < cpus_possible)
+		lapic_send_nmi(percpu_area[cpu].apic_id);
+}
+
+void os_send_nmi_self(void) { lapic_send_nmi(this_cpu()->apic_id); }
+void os_send_nmi_allbutself(void) { lapic_send_nmi_allbutself(); }
+void os_irq_work_raise(void) { lapic_send_self_ipi(irq_work_vector); }
+
+void os_console_write(const char *buf, size_t len) { serial_write(buf, len); }
+
+_Noreturn void os_panic(const char *msg)
+{
+	panic("%s", msg);
+}
