@@ -71,17 +71,20 @@ $(OFFSETS): arch/x86_64/asm-offsets.c
 
 # Two link passes: the first finds where every function lands, the second
 # embeds that table.  .ksyms lives after all code, so code does not move.
-$(BUILD)/ksyms-empty.o: tools/gen-ksyms
+# The same trick gives the list of nested-NMI boundaries (tools/gen-nmi-boundaries).
+GEN_TABLES := tools/gen-ksyms tools/gen-nmi-boundaries
+$(BUILD)/tables-empty.o: $(GEN_TABLES)
 	@mkdir -p $(@D)
-	tools/gen-ksyms < /dev/null > $(BUILD)/ksyms-empty.S
-	$(CC) $(ASFLAGS) -c $(BUILD)/ksyms-empty.S -o $@
+	{ tools/gen-ksyms < /dev/null; tools/gen-nmi-boundaries; } > $(BUILD)/tables-empty.S
+	$(CC) $(ASFLAGS) -c $(BUILD)/tables-empty.S -o $@
 
-$(KERNEL): $(OBJS) $(LDSCRIPT) $(BUILD)/ksyms-empty.o tools/gen-ksyms
-	$(LD) $(LDFLAGS) -T $(LDSCRIPT) -o $(BUILD)/nmikit.pass1.elf $(OBJS) $(BUILD)/ksyms-empty.o
-	$(NM) -n --defined-only $(BUILD)/nmikit.pass1.elf | tools/gen-ksyms > $(BUILD)/ksyms.S
-	$(CC) $(ASFLAGS) -c $(BUILD)/ksyms.S -o $(BUILD)/ksyms.o
-	$(LD) $(LDFLAGS) -T $(LDSCRIPT) -o $@ $(OBJS) $(BUILD)/ksyms.o
-	@$(NM) -n --defined-only $@ | tools/gen-ksyms | cmp -s - $(BUILD)/ksyms.S || \
+$(KERNEL): $(OBJS) $(LDSCRIPT) $(BUILD)/tables-empty.o $(GEN_TABLES)
+	$(LD) $(LDFLAGS) -T $(LDSCRIPT) -o $(BUILD)/nmikit.pass1.elf $(OBJS) $(BUILD)/tables-empty.o
+	{ $(NM) -n --defined-only $(BUILD)/nmikit.pass1.elf | tools/gen-ksyms; \
+	  tools/gen-nmi-boundaries $(BUILD)/nmikit.pass1.elf; } > $(BUILD)/tables.S
+	$(CC) $(ASFLAGS) -c $(BUILD)/tables.S -o $(BUILD)/tables.o
+	$(LD) $(LDFLAGS) -T $(LDSCRIPT) -o $@ $(OBJS) $(BUILD)/tables.o
+	@{ $(NM) -n --defined-only $@ | tools/gen-ksyms; tools/gen-nmi-boundaries $@; } | cmp -s - $(BUILD)/tables.S || \
 		{ echo "error: code moved between link passes; symbol table would lie" >&2; rm -f $@; exit 1; }
 
 deps:

