@@ -1,0 +1,197 @@
+/*
+ * irq_work: callbacks queued from any context (NMI included) without locks,
+ * run later on the same CPU from the irq_work IPI (immediate items) or the
+ * timer tick (lazy items).  Per-CPU lock-free lists: producers push with a
+ * compare-exchange, the consumer takes a whole list with one exchange.
+ */
+#include <nmikit/compiler.h>
+#include <nmikit/irq_work.h>
+#include <nmikit/os.h>
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct irq_work_cpu {
+	_Atomic(struct irq_work *) raised;	/* immediate items */
+	_Atomic(struct irq_work *) lazy;	/* items for the next tick */
+	_Atomic uint64_t queued, coalesced, raised_ipis, run, deferred;
+} NK_CACHE_ALIGNED;
+
+static struct irq_work_cpu irq_work_cpus[NMIKIT_MAX_CPUS];
+
+#define IRQ_WORK_CLAIM	(IRQ_WORK_PENDING | IRQ_WORK_BUSY)
+
+void irq_work_init(struct irq_work *w, irq_work_fn func, unsigned flags)
+{
+	w->next = NULL;
+	w->func = func;
+	atomic_store_explicit(&w->runner, 0, memory_order_relaxed);
+	atomic_store_explicit(&w->flags, flags & (IRQ_WORK_LAZY | IRQ_WORK_EXCLUSIVE),
+			      memory_order_release);
+}
+
+/*
+ * Push `w` on a list; returns true if the list was empty.  NMI-safe: the
+ * compare-exchange retries only when something pushed or the consumer took
+ * the list in between, which an NMI nested on this CPU can do at most once
+ * per nesting level.  Only push and take-all exist, so ABA cannot bite.
+ */
+static bool irq_work_push(_Atomic(struct irq_work *) *head, struct irq_work *w)
+{
+	struct irq_work *first = atomic_load_explicit(head, memory_order_relaxed);
+
+	do {
+		w->next = first;
+	} while (!atomic_compare_exchange_weak_explicit(head, &first, w,
+							memory_order_release,
+							memory_order_relaxed));
+	return first == NULL;
+}
+
+/*
+ * NMI-safe: yes.  The claim is one atomic OR: whoever turns PENDING on owns
+ * the item's link until the consumer takes it, so the item is on at most one
+ * list.  BUSY is set along with it and stays set until the callback is done.
+ * Interrupts are disabled across the push so that, outside NMI context, the
+ * CPU cannot change under us.
+ */
+bool irq_work_queue(struct irq_work *w)
+{
+	os_irqflags_t irq = os_local_irq_save();
+	struct irq_work_cpu *c = &irq_work_cpus[os_cpu_id()];
+	unsigned old;
+
+	old = atomic_fetch_or_explicit(&w->flags, IRQ_WORK_CLAIM, memory_order_acq_rel);
+	if (old & IRQ_WORK_PENDING) {
+		nk_atomic_inc(&c->coalesced);
+		os_local_irq_restore(irq);
+		return false;
+	}
+	nk_atomic_inc(&c->queued);
+	if (old & IRQ_WORK_LAZY) {
+		irq_work_push(&c->lazy, w);
+	} else if (irq_work_push(&c->raised, w)) {
+		/* The list was empty: nobody has raised the IPI for it yet. */
+		nk_atomic_inc(&c->raised_ipis);
+		os_irq_work_raise();
+	}
+	os_local_irq_restore(irq);
+	return true;
+}
+
+/*
+ * Run one item taken off a list.  Interrupt context, interrupts off.
+ *
+ * PENDING is dropped before the callback, so an event that happens while it
+ * runs queues the item again (from any CPU, or from the callback itself) and
+ * is not lost.  BUSY is dropped after, with a compare-exchange from exactly
+ * the value we left: if the item was queued again meanwhile the exchange
+ * fails and BUSY stays, as the item is busy again.
+ */
+static void irq_work_run_one(struct irq_work *w, unsigned cpu, struct irq_work_cpu *c)
+{
+	unsigned flags, idle;
+	bool exclusive;
+
+	exclusive = atomic_load_explicit(&w->flags, memory_order_relaxed) & IRQ_WORK_EXCLUSIVE;
+	if (exclusive) {
+		unsigned nobody = 0;
+
+		if (!atomic_compare_exchange_strong_explicit(&w->runner, &nobody, cpu + 1,
+							     memory_order_acquire,
+							     memory_order_relaxed)) {
+			/* Running on another CPU: try again at our next tick. */
+			nk_atomic_inc(&c->deferred);
+			irq_work_push(&c->lazy, w);
+			return;
+		}
+	}
+
+	flags = atomic_fetch_and_explicit(&w->flags, ~IRQ_WORK_PENDING, memory_order_acq_rel);
+	flags &= ~IRQ_WORK_PENDING;
+	w->func(w);
+	nk_atomic_inc(&c->run);
+
+	idle = flags & ~IRQ_WORK_BUSY;
+	atomic_compare_exchange_strong_explicit(&w->flags, &flags, idle,
+						memory_order_release, memory_order_relaxed);
+	if (exclusive)
+		atomic_store_explicit(&w->runner, 0, memory_order_release);
+}
+
+/* Take a whole list and run it in queueing order. */
+static void irq_work_run_list(_Atomic(struct irq_work *) *head, unsigned cpu,
+			      struct irq_work_cpu *c)
+{
+	struct irq_work *w, *next, *fifo = NULL;
+
+	w = atomic_exchange_explicit(head, NULL, memory_order_acquire);
+	if (!w)
+		return;
+	/* Pushes made the list newest-first; reverse it. */
+	for (; w; w = next) {
+		next = w->next;
+		w->next = fifo;
+		fifo = w;
+	}
+	for (w = fifo; w; w = next) {
+		/* Read the link first: the callback may queue w again. */
+		next = w->next;
+		irq_work_run_one(w, cpu, c);
+	}
+}
+
+void irq_work_run(void)
+{
+	os_irqflags_t irq = os_local_irq_save();
+	unsigned cpu = os_cpu_id();
+	struct irq_work_cpu *c = &irq_work_cpus[cpu];
+
+	irq_work_run_list(&c->raised, cpu, c);
+	os_local_irq_restore(irq);
+}
+
+void irq_work_tick(void)
+{
+	os_irqflags_t irq = os_local_irq_save();
+	unsigned cpu = os_cpu_id();
+	struct irq_work_cpu *c = &irq_work_cpus[cpu];
+
+	/* Also the immediate list, in case the port has no working self-IPI. */
+	irq_work_run_list(&c->raised, cpu, c);
+	irq_work_run_list(&c->lazy, cpu, c);
+	os_local_irq_restore(irq);
+}
+
+void irq_work_sync(struct irq_work *w)
+{
+	while (atomic_load_explicit(&w->flags, memory_order_acquire) & IRQ_WORK_BUSY)
+		os_cpu_relax();
+}
+
+bool irq_work_is_pending(struct irq_work *w)
+{
+	return atomic_load_explicit(&w->flags, memory_order_acquire) & IRQ_WORK_PENDING;
+}
+
+bool irq_work_is_busy(struct irq_work *w)
+{
+	return atomic_load_explicit(&w->flags, memory_order_acquire) & IRQ_WORK_BUSY;
+}
+
+bool irq_work_get_stats(unsigned cpu, struct irq_work_stats *out)
+{
+	const struct irq_work_cpu *c;
+
+	if (cpu >= NMIKIT_MAX_CPUS || !out)
+		return false;
+	c = &irq_work_cpus[cpu];
+	out->queued = nk_stat_read(&c->queued);
+	out->coalesced = nk_stat_read(&c->coalesced);
+	out->raised = nk_stat_read(&c->raised_ipis);
+	out->run = nk_stat_read(&c->run);
+	out->deferred = nk_stat_read(&c->deferred);
+	return true;
+}

@@ -1,0 +1,854 @@
+/*
+ * The portable NMI core: the per-CPU entry state machine (nmi_entry), handler
+ * chains walked lock-free in NMI context, external reasons, the back-to-back
+ * heuristic, the unknown-NMI policy, the emergency slot and panic shootdown,
+ * and statistics.  docs/nmi-dispatch.md walks through one NMI.
+ */
+#include <nmikit/compiler.h>
+#include <nmikit/format.h>
+#include <nmikit/log.h>
+#include <nmikit/nmi.h>
+#include <nmikit/os.h>
+#include <nmikit/param.h>
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* --- tunables ------------------------------------------------------------ */
+
+bool unknown_nmi_panic = false;
+NK_PARAM_BOOL("unknown_nmi_panic", unknown_nmi_panic,
+	      "panic on an NMI that no handler and no external reason explains");
+
+uint64_t nmi_longest_ns = 1000000;
+NK_PARAM_UINT("nmi_longest_ns", nmi_longest_ns, 1000, 10000000000ull,
+	      "warn when one NMI handler call runs longer than this many ns");
+
+/* Shortest time between two warnings of one kind. */
+#define NMI_WARN_INTERVAL_NS	(5ull * 1000 * 1000 * 1000)
+/* How long a shootdown waits for the other CPUs; when unregister warns. */
+#define NMI_WAIT_LIMIT_NS	(1000ull * 1000 * 1000)
+
+#define NMI_NO_CPU		(~0u)
+
+/* --- handler chains ------------------------------------------------------ */
+
+enum nmi_slot_state { SLOT_FREE = 0, SLOT_LIVE, SLOT_DYING };
+
+/*
+ * One registered handler.  Handlers live in a fixed pool (core allocates
+ * nothing).  A slot is linked into exactly one chain while LIVE; once
+ * unlinked it is DYING until nmi_unregister() has seen every CPU leave NMI
+ * context, and only then FREE for reuse, so a CPU still walking the chain
+ * never finds a slot rewritten under it.
+ */
+struct nmi_action {
+	_Atomic(struct nmi_action *) next;
+	nmi_handler_fn fn;
+	unsigned type;
+	unsigned state;			/* enum nmi_slot_state, writers' lock */
+	_Atomic uint64_t calls;
+	_Atomic uint64_t claimed;
+	_Atomic uint64_t longest_ns;
+	_Atomic uint64_t slow;
+	_Atomic uint64_t warn_after_ns;	/* rate limit of the "too long" warning */
+	char name[NMI_NAME_MAX];
+} NK_CACHE_ALIGNED;
+
+static struct nmi_action nmi_actions[NMI_MAX_HANDLERS];
+static _Atomic(struct nmi_action *) nmi_chains[NMI_TYPE_COUNT];
+
+/*
+ * Serialises register/unregister among themselves.  NMI code never touches
+ * it: readers walk the chains through acquire loads only, so a CPU that takes
+ * an NMI while holding this lock cannot deadlock against itself.
+ */
+static atomic_flag nmi_writers = ATOMIC_FLAG_INIT;
+
+/*
+ * Guards the external reason port.  NMI code only ever *tries* to take it: a
+ * CPU that crashed while holding it (or one stuck in a SERR handler) must not
+ * hang every later NMI on the owner CPU.
+ */
+static atomic_flag nmi_reason_lock = ATOMIC_FLAG_INIT;
+static _Atomic unsigned nmi_owner_cpu;		/* reads external reasons */
+
+static _Atomic(nmi_emergency_fn) nmi_emergency;
+static _Atomic uint64_t nmi_unknown_warn_after;
+static _Atomic uint64_t nmi_external_warn_after;
+
+/* --- per-CPU state ------------------------------------------------------- */
+
+enum nmi_cpu_state {
+	NMI_NOT_RUNNING = 0,
+	NMI_EXECUTING = 1,
+	NMI_LATCHED = 2,	/* EXECUTING, and another NMI came in meanwhile */
+};
+
+struct nmi_counters {
+	_Atomic uint64_t entries, normal, unknown, external, swallowed;
+	_Atomic uint64_t latched, repeated, nested, from_user, emergency;
+	_Atomic uint64_t reason_busy;
+};
+
+struct nmi_cpu {
+	_Atomic unsigned state;		/* enum nmi_cpu_state */
+	_Atomic uint64_t seq;		/* odd while inside nmi_entry() */
+	_Atomic bool parked;		/* stopped by a shootdown */
+	/* Back-to-back detection, touched only by this CPU's dispatch. */
+	bool have_last_ip;
+	bool last_claimed_many;		/* previous NMI: local chain claimed > 1 */
+	uint64_t last_ip;
+	struct nmi_counters ctr;
+	char panic_msg[64];
+} NK_CACHE_ALIGNED;
+
+static struct nmi_cpu nmi_cpus[NMIKIT_MAX_CPUS];
+
+static inline struct nmi_cpu *nmi_this_cpu(void)
+{
+	return &nmi_cpus[os_cpu_id()];
+}
+
+/* --- small helpers ------------------------------------------------------- */
+
+static size_t nmi_strnlen(const char *s, size_t max)
+{
+	size_t n = 0;
+
+	while (n < max && s[n])
+		n++;
+	return n;
+}
+
+static bool nmi_streq(const char *a, const char *b)
+{
+	while (*a && *a == *b) {
+		a++;
+		b++;
+	}
+	return *a == *b;
+}
+
+/*
+ * One caller per interval gets true.  NMI-safe: one load and one
+ * compare-exchange, no waiting; a CPU that loses the race just stays quiet.
+ */
+static bool nmi_ratelimit(_Atomic uint64_t *after_ns, uint64_t interval)
+{
+	uint64_t now = os_timestamp_ns();
+	uint64_t after = atomic_load_explicit(after_ns, memory_order_relaxed);
+
+	if (now < after)
+		return false;
+	return atomic_compare_exchange_strong_explicit(after_ns, &after, now + interval,
+						       memory_order_relaxed,
+						       memory_order_relaxed);
+}
+
+static os_irqflags_t nmi_writers_lock(void)
+{
+	os_irqflags_t flags = os_local_irq_save();
+
+	while (atomic_flag_test_and_set_explicit(&nmi_writers, memory_order_acquire))
+		os_cpu_relax();
+	return flags;
+}
+
+static void nmi_writers_unlock(os_irqflags_t flags)
+{
+	atomic_flag_clear_explicit(&nmi_writers, memory_order_release);
+	os_local_irq_restore(flags);
+}
+
+/* --- errors and names ---------------------------------------------------- */
+
+const char *nmi_strerror(int err)
+{
+	switch (err) {
+	case NMI_OK:		return "success";
+	case NMI_EINVAL:	return "invalid argument (NULL handler or name, or bad flags)";
+	case NMI_ETYPE:		return "unknown NMI type";
+	case NMI_EEXIST:	return "a handler of that name is already registered";
+	case NMI_EBUSY:		return "slot already taken (one SERR/IO_CHECK handler, one emergency handler)";
+	case NMI_ENOENT:	return "no such handler";
+	case NMI_EINNMI:	return "not allowed in NMI context";
+	case NMI_ENOSPC:	return "handler table full";
+	case NMI_ENAMETOOLONG:	return "handler name too long";
+	case NMI_EALREADY:	return "shootdown already in progress";
+	case NMI_ETIMEDOUT:	return "not every CPU answered in time";
+	case NMI_ERANGE:	return "CPU number out of range";
+	}
+	return "unknown error";
+}
+
+const char *nmi_type_name(unsigned type)
+{
+	static const char *const names[NMI_TYPE_COUNT] = {
+		[NMI_LOCAL] = "LOCAL",
+		[NMI_UNKNOWN] = "UNKNOWN",
+		[NMI_SERR] = "SERR",
+		[NMI_IO_CHECK] = "IO_CHECK",
+	};
+
+	return type < NMI_TYPE_COUNT ? names[type] : "?";
+}
+
+/* --- registration -------------------------------------------------------- */
+
+/* Writers' lock held. */
+static struct nmi_action *nmi_find(unsigned type, const char *name)
+{
+	struct nmi_action *a;
+
+	a = atomic_load_explicit(&nmi_chains[type], memory_order_relaxed);
+	for (; a; a = atomic_load_explicit(&a->next, memory_order_relaxed))
+		if (nmi_streq(a->name, name))
+			return a;
+	return NULL;
+}
+
+/* Writers' lock held. */
+static struct nmi_action *nmi_alloc_slot(void)
+{
+	for (size_t i = 0; i < NK_ARRAY_SIZE(nmi_actions); i++)
+		if (nmi_actions[i].state == SLOT_FREE)
+			return &nmi_actions[i];
+	return NULL;
+}
+
+int nmi_register(unsigned type, const char *name, nmi_handler_fn fn, unsigned flags)
+{
+	struct nmi_action *a, *tail;
+	_Atomic(struct nmi_action *) *link;
+	os_irqflags_t irq;
+	size_t len;
+	int err = NMI_OK;
+
+	if (nmi_in_nmi())
+		return NMI_EINNMI;
+	if (type >= NMI_TYPE_COUNT)
+		return NMI_ETYPE;
+	if (!fn || !name || !name[0] || (flags & ~NMI_FLAG_FIRST))
+		return NMI_EINVAL;
+	len = nmi_strnlen(name, NMI_NAME_MAX);
+	if (len >= NMI_NAME_MAX)
+		return NMI_ENAMETOOLONG;
+
+	irq = nmi_writers_lock();
+	if (nmi_find(type, name)) {
+		err = NMI_EEXIST;
+		goto out;
+	}
+	/* Each external reason has exactly one owner that clears its source. */
+	if ((type == NMI_SERR || type == NMI_IO_CHECK) &&
+	    atomic_load_explicit(&nmi_chains[type], memory_order_relaxed)) {
+		err = NMI_EBUSY;
+		goto out;
+	}
+	a = nmi_alloc_slot();
+	if (!a) {
+		err = NMI_ENOSPC;
+		goto out;
+	}
+
+	/* Fill the slot completely before it becomes reachable. */
+	for (size_t i = 0; i < NMI_NAME_MAX; i++)
+		a->name[i] = i < len ? name[i] : '\0';
+	a->fn = fn;
+	a->type = type;
+	a->state = SLOT_LIVE;
+	atomic_store_explicit(&a->calls, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->claimed, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->longest_ns, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->slow, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->warn_after_ns, 0, memory_order_relaxed);
+
+	/*
+	 * Publish with a release store: a CPU that reaches the slot through an
+	 * acquire load of the link sees every field written above.  A walker
+	 * sees the chain either without or with the new slot, both complete.
+	 */
+	link = &nmi_chains[type];
+	if (!(flags & NMI_FLAG_FIRST)) {
+		tail = atomic_load_explicit(link, memory_order_relaxed);
+		for (; tail; tail = atomic_load_explicit(&tail->next, memory_order_relaxed))
+			link = &tail->next;
+	}
+	atomic_store_explicit(&a->next, atomic_load_explicit(link, memory_order_relaxed),
+			      memory_order_relaxed);
+	atomic_store_explicit(link, a, memory_order_release);
+out:
+	nmi_writers_unlock(irq);
+	return err;
+}
+
+/*
+ * Wait until no CPU can still be walking a chain as it was before the caller's
+ * last change.  Each CPU's sequence counter is odd while it is inside
+ * nmi_entry(); a CPU whose counter is even now, or has moved since we looked,
+ * has left the NMI that could have seen the old chain.  The caller issued a
+ * full fence after its change, and nmi_entry() bumps the counter with a full
+ * barrier before walking, so a CPU that we see even will walk the new chain.
+ */
+static void nmi_wait_for_walkers(const char *what)
+{
+	unsigned me = os_cpu_id();
+	unsigned ncpus = os_cpu_count();
+
+	for (unsigned cpu = 0; cpu < ncpus; cpu++) {
+		struct nmi_cpu *c = &nmi_cpus[cpu];
+		uint64_t snap, start;
+		bool warned = false;
+
+		if (cpu == me || !os_cpu_online(cpu))
+			continue;
+		snap = atomic_load_explicit(&c->seq, memory_order_acquire);
+		if (!(snap & 1))
+			continue;
+		start = os_timestamp_ns();
+		while (atomic_load_explicit(&c->seq, memory_order_acquire) == snap &&
+		       !atomic_load_explicit(&c->parked, memory_order_acquire)) {
+			if (!warned && os_timestamp_ns() - start > NMI_WAIT_LIMIT_NS) {
+				nk_log(NK_LOG_WARNING,
+				       "nmi: unregister of %s still waiting for CPU %u to leave its NMI\n",
+				       what, cpu);
+				warned = true;
+			}
+			os_cpu_relax();
+		}
+	}
+}
+
+int nmi_unregister(unsigned type, const char *name)
+{
+	_Atomic(struct nmi_action *) *link;
+	struct nmi_action *a;
+	os_irqflags_t irq;
+
+	if (nmi_in_nmi())
+		return NMI_EINNMI;
+	if (type >= NMI_TYPE_COUNT)
+		return NMI_ETYPE;
+	if (!name)
+		return NMI_EINVAL;
+
+	irq = nmi_writers_lock();
+	link = &nmi_chains[type];
+	while ((a = atomic_load_explicit(link, memory_order_relaxed)) && !nmi_streq(a->name, name))
+		link = &a->next;
+	if (!a) {
+		nmi_writers_unlock(irq);
+		return NMI_ENOENT;
+	}
+	/*
+	 * Unlink.  a->next is left as it is: a CPU standing on `a` right now
+	 * still finds the rest of the chain through it.
+	 */
+	atomic_store_explicit(link, atomic_load_explicit(&a->next, memory_order_relaxed),
+			      memory_order_release);
+	a->state = SLOT_DYING;
+	nmi_writers_unlock(irq);
+
+	atomic_thread_fence(memory_order_seq_cst);
+	nmi_wait_for_walkers(a->name);
+
+	irq = nmi_writers_lock();
+	a->state = SLOT_FREE;
+	nmi_writers_unlock(irq);
+	return NMI_OK;
+}
+
+int nmi_set_emergency(nmi_emergency_fn fn)
+{
+	nmi_emergency_fn none = NULL;
+
+	if (!fn)
+		return NMI_EINVAL;
+	if (!atomic_compare_exchange_strong_explicit(&nmi_emergency, &none, fn,
+						     memory_order_acq_rel,
+						     memory_order_relaxed))
+		return NMI_EBUSY;
+	return NMI_OK;
+}
+
+int nmi_clear_emergency(nmi_emergency_fn fn)
+{
+	if (!fn)
+		return NMI_EINVAL;
+	if (!atomic_compare_exchange_strong_explicit(&nmi_emergency, &fn, NULL,
+						     memory_order_acq_rel,
+						     memory_order_relaxed))
+		return NMI_ENOENT;
+	return NMI_OK;
+}
+
+int nmi_set_external_owner(unsigned cpu)
+{
+	if (cpu >= os_cpu_count() || cpu >= NMIKIT_MAX_CPUS)
+		return NMI_ERANGE;
+	atomic_store_explicit(&nmi_owner_cpu, cpu, memory_order_release);
+	return NMI_OK;
+}
+
+unsigned nmi_external_owner(void)
+{
+	return atomic_load_explicit(&nmi_owner_cpu, memory_order_acquire);
+}
+
+/* --- dispatch (NMI context) ---------------------------------------------- */
+
+/*
+ * Account one handler call.  NMI context: per-handler counters are shared by
+ * all CPUs, so they use atomic read-modify-writes; the warning goes through
+ * the lock-free log and a per-handler rate limit.
+ */
+static void nmi_account(struct nmi_action *a, int claimed, uint64_t ns)
+{
+	nk_atomic_inc(&a->calls);
+	if (claimed > 0)
+		atomic_fetch_add_explicit(&a->claimed, (uint64_t)claimed, memory_order_relaxed);
+	nk_atomic_max_u64(&a->longest_ns, ns);
+	if (ns <= nmi_longest_ns)
+		return;
+	nk_atomic_inc(&a->slow);
+	if (nmi_ratelimit(&a->warn_after_ns, NMI_WARN_INTERVAL_NS))
+		nk_log(NK_LOG_WARNING,
+		       "NMI handler (%s) took too long to run: %llu.%03llu msecs\n",
+		       a->name, (unsigned long long)(ns / 1000000),
+		       (unsigned long long)(ns % 1000000 / 1000));
+}
+
+/*
+ * Call every handler on chain `type` and return the sum of their claims.
+ *
+ * NMI context.  Safe because the walk takes no lock: each link is read with
+ * an acquire load, pairing with the writers' release stores, and a slot is
+ * never reused while a CPU may stand on it (see nmi_unregister()).  Bounded
+ * by NMI_MAX_HANDLERS calls.  Every handler is called even after one has
+ * claimed an event: two edge-triggered sources that fired together arrive as
+ * one NMI, and stopping at the first would lose the second for good.
+ */
+static int nmi_run_chain(unsigned type, struct nmi_frame *f)
+{
+	struct nmi_action *a;
+	int sum = 0;
+
+	a = atomic_load_explicit(&nmi_chains[type], memory_order_acquire);
+	for (; a; a = atomic_load_explicit(&a->next, memory_order_acquire)) {
+		uint64_t t0 = os_timestamp_ns();
+		int n = a->fn(type, f);
+
+		nmi_account(a, n, os_timestamp_ns() - t0);
+		if (n > 0)
+			sum += n;
+	}
+	return sum;
+}
+
+/* Default action for an external reason that its chain did not claim. */
+static void nmi_external_unclaimed(const char *what, unsigned cpu)
+{
+	if (nmi_ratelimit(&nmi_external_warn_after, NMI_WARN_INTERVAL_NS))
+		nk_log(NK_LOG_EMERG, "NMI: %s on CPU %u, no handler claimed it; cleared\n",
+		       what, cpu);
+}
+
+/*
+ * External reasons (SERR, IOCHK).  NMI context, owner CPU only.  The port is
+ * shared by the whole machine, so one CPU reads it; the reason lock is only
+ * tried, never waited for, so a crashed holder costs us the reasons of this
+ * NMI but never the NMI itself.  Returns how many reasons were serviced.
+ */
+static int nmi_external(struct nmi_frame *f, unsigned cpu, struct nmi_cpu *c,
+			unsigned *reason)
+{
+	unsigned bits;
+	int serviced = 0;
+
+	if (cpu != atomic_load_explicit(&nmi_owner_cpu, memory_order_relaxed))
+		return 0;
+	if (atomic_flag_test_and_set_explicit(&nmi_reason_lock, memory_order_acquire)) {
+		nk_stat_inc(&c->ctr.reason_busy);
+		return 0;
+	}
+	bits = os_nmi_reason_read() & OS_NMI_REASON_MASK;
+	*reason = bits;
+	if (bits & OS_NMI_REASON_SERR) {
+		if (!nmi_run_chain(NMI_SERR, f))
+			nmi_external_unclaimed("system error (SERR)", cpu);
+		/* Clear and re-arm: SERR stays asserted until acknowledged. */
+		os_nmi_reason_ack(OS_NMI_REASON_SERR);
+		serviced++;
+	}
+	if (bits & OS_NMI_REASON_IOCHK) {
+		if (!nmi_run_chain(NMI_IO_CHECK, f))
+			nmi_external_unclaimed("I/O channel check (IOCHK)", cpu);
+		os_nmi_reason_ack(OS_NMI_REASON_IOCHK);
+		serviced++;
+	}
+	atomic_flag_clear_explicit(&nmi_reason_lock, memory_order_release);
+	if (serviced)
+		nk_stat_inc(&c->ctr.external);
+	return serviced;
+}
+
+/* Append the decimal or two-digit hex form of v at p; returns the new end. */
+static char *nmi_put_dec(char *p, unsigned v)
+{
+	char tmp[10];
+	int n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		*p++ = tmp[--n];
+	return p;
+}
+
+static char *nmi_put_str(char *p, const char *s)
+{
+	while (*s)
+		*p++ = *s++;
+	return p;
+}
+
+/*
+ * Build "Uhhuh. NMI received for unknown reason XX on CPU N." in this CPU's
+ * own buffer (no formatting library in core, no shared buffer in NMI).
+ */
+static const char *nmi_unknown_msg(struct nmi_cpu *c, unsigned reason, unsigned cpu)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *p = c->panic_msg;
+
+	p = nmi_put_str(p, "Uhhuh. NMI received for unknown reason ");
+	*p++ = hex[(reason >> 4) & 0xf];
+	*p++ = hex[reason & 0xf];
+	p = nmi_put_str(p, " on CPU ");
+	p = nmi_put_dec(p, cpu);
+	*p++ = '.';
+	*p = '\0';
+	return c->panic_msg;
+}
+
+/*
+ * Nothing explained the NMI.  NMI context.  The unknown chain gets a last
+ * look (e.g. a debugger that wants every stray NMI); then the policy: panic,
+ * or a rate-limited warning, and carry on.
+ */
+static void nmi_unknown(struct nmi_frame *f, unsigned cpu, struct nmi_cpu *c,
+			unsigned reason)
+{
+	nk_stat_inc(&c->ctr.unknown);
+	if (nmi_run_chain(NMI_UNKNOWN, f))
+		return;
+	if (unknown_nmi_panic)
+		os_panic(nmi_unknown_msg(c, reason, cpu));
+	if (!nmi_ratelimit(&nmi_unknown_warn_after, NMI_WARN_INTERVAL_NS))
+		return;
+	nk_log(NK_LOG_EMERG, "Uhhuh. NMI received for unknown reason %02x on CPU %u.\n",
+	       reason, cpu);
+	nk_log(NK_LOG_EMERG, "Dazed and confused, but trying to continue\n");
+}
+
+/*
+ * The flow of one NMI, after nmi_entry() has made it this CPU's only running
+ * dispatch.  NMI context; every step below is lock-free or try-lock only.
+ */
+static void nmi_dispatch(struct nmi_frame *f, unsigned cpu, struct nmi_cpu *c)
+{
+	nmi_emergency_fn em;
+	unsigned reason = 0;
+	bool back_to_back, prev_many;
+	int claimed;
+
+	nk_stat_inc(&c->ctr.entries);
+	if (f->from_user)
+		nk_stat_inc(&c->ctr.from_user);
+
+	/* Panic shootdown and backtrace requests come before everything. */
+	em = atomic_load_explicit(&nmi_emergency, memory_order_acquire);
+	if (em && em(f)) {
+		nk_stat_inc(&c->ctr.emergency);
+		return;
+	}
+
+	back_to_back = c->have_last_ip && c->last_ip == f->ip;
+	prev_many = c->last_claimed_many;
+	c->have_last_ip = true;
+	c->last_ip = f->ip;
+	c->last_claimed_many = false;
+
+	claimed = nmi_run_chain(NMI_LOCAL, f);
+	if (claimed) {
+		nk_stat_inc(&c->ctr.normal);
+		/*
+		 * More than one event in one NMI: the second source's NMI may
+		 * still be latched behind this one and will then find nothing.
+		 */
+		c->last_claimed_many = claimed > 1;
+		nmi_probe_on_claimed();
+		return;
+	}
+
+	if (nmi_external(f, cpu, c, &reason)) {
+		nmi_probe_on_claimed();
+		return;
+	}
+
+	/* Our own lost-NMI probe coming back empty, as it should. */
+	if (nmi_probe_on_unclaimed())
+		return;
+
+	/*
+	 * Same interrupted IP as the previous NMI, which claimed several
+	 * events: this is the latched NMI of an event already handled then.
+	 */
+	if (back_to_back && prev_many) {
+		nk_stat_inc(&c->ctr.swallowed);
+		return;
+	}
+
+	nmi_unknown(f, cpu, c, reason);
+}
+
+/*
+ * C entry of every NMI.  NMI context, on the NMI stack, NMIs blocked until
+ * the next IRET.
+ *
+ * The arch entry code turns a nested NMI into a repeat of the running one,
+ * but as a second line of defence the C level keeps its own per-CPU state:
+ * NOT_RUNNING -> EXECUTING on entry.  An NMI that reaches here while the
+ * state is not NOT_RUNNING (it got past the assembly checks) only records
+ * LATCHED and returns at once, touching nothing the running dispatch uses.
+ * On the way out the running NMI decrements the state: LATCHED -> EXECUTING
+ * means an NMI came in meanwhile, so the dispatch runs again for it;
+ * EXECUTING -> NOT_RUNNING means done.  The decrement is one atomic
+ * operation, so an NMI landing just before or just after it is never lost.
+ *
+ * The sequence counter is made odd with a full barrier before any chain is
+ * walked and even with a release store after the last walk (see
+ * nmi_wait_for_walkers()).
+ */
+void nmi_entry(struct nmi_frame *f)
+{
+	unsigned cpu = os_cpu_id();
+	struct nmi_cpu *c = &nmi_cpus[cpu];
+
+	if (atomic_load_explicit(&c->state, memory_order_relaxed) != NMI_NOT_RUNNING) {
+		atomic_store_explicit(&c->state, NMI_LATCHED, memory_order_relaxed);
+		nk_stat_inc(&c->ctr.latched);
+		return;
+	}
+	atomic_store_explicit(&c->state, NMI_EXECUTING, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->seq, 1, memory_order_seq_cst);
+
+	for (;;) {
+		nmi_dispatch(f, cpu, c);
+		atomic_signal_fence(memory_order_seq_cst);
+		if (atomic_fetch_sub_explicit(&c->state, 1, memory_order_relaxed) == NMI_EXECUTING)
+			break;
+		nk_stat_inc(&c->ctr.repeated);
+	}
+
+	atomic_store_explicit(&c->seq, atomic_load_explicit(&c->seq, memory_order_relaxed) + 1,
+			      memory_order_release);
+}
+
+void nmi_note_nested(void)
+{
+	nk_stat_inc(&nmi_this_cpu()->ctr.nested);
+}
+
+bool nmi_in_nmi(void)
+{
+	return atomic_load_explicit(&nmi_this_cpu()->state, memory_order_relaxed) !=
+	       NMI_NOT_RUNNING;
+}
+
+uint64_t nmi_seq(unsigned cpu)
+{
+	if (cpu >= NMIKIT_MAX_CPUS)
+		return 0;
+	return atomic_load_explicit(&nmi_cpus[cpu].seq, memory_order_acquire);
+}
+
+/* --- panic shootdown ----------------------------------------------------- */
+
+static _Atomic unsigned nmi_shootdown_owner = NMI_NO_CPU;
+static _Atomic unsigned nmi_shootdown_acks;
+static void (*nmi_shootdown_cb)(struct nmi_frame *f);
+
+/*
+ * The emergency handler during a shootdown.  NMI context: runs the caller's
+ * callback, acknowledges, and parks this CPU for good (interrupts off, PAUSE
+ * forever; NMIs stay blocked as this NMI never IRETs).  The shooting CPU's
+ * own NMIs go through the normal dispatch.
+ */
+static int nmi_shootdown_stop(struct nmi_frame *f)
+{
+	unsigned cpu = os_cpu_id();
+
+	if (cpu == atomic_load_explicit(&nmi_shootdown_owner, memory_order_acquire))
+		return 0;
+	os_local_irq_save();
+	if (nmi_shootdown_cb)
+		nmi_shootdown_cb(f);
+	atomic_store_explicit(&nmi_cpus[cpu].parked, true, memory_order_release);
+	atomic_fetch_add_explicit(&nmi_shootdown_acks, 1, memory_order_release);
+	for (;;)
+		os_cpu_relax();
+}
+
+/*
+ * NMI-safe: yes.  The only waiting is the bounded (1 s) wait for
+ * acknowledgements; the owner is claimed by compare-exchange, so a second
+ * panicking CPU returns at once instead of waiting for the first.
+ */
+int nmi_shootdown_cpus(void (*on_cpu)(struct nmi_frame *f))
+{
+	unsigned me = os_cpu_id();
+	unsigned none = NMI_NO_CPU;
+	unsigned want = 0, ncpus = os_cpu_count();
+	uint64_t start;
+
+	if (!atomic_compare_exchange_strong_explicit(&nmi_shootdown_owner, &none, me,
+						     memory_order_acq_rel,
+						     memory_order_relaxed))
+		return NMI_EALREADY;
+
+	for (unsigned cpu = 0; cpu < ncpus; cpu++)
+		if (cpu != me && os_cpu_online(cpu))
+			want++;
+	nmi_shootdown_cb = on_cpu;
+	atomic_store_explicit(&nmi_shootdown_acks, 0, memory_order_relaxed);
+	/*
+	 * Take the emergency slot whatever holds it (a backtrace request must
+	 * not stop a panic).  The exchange publishes the callback above.
+	 */
+	atomic_exchange_explicit(&nmi_emergency, nmi_shootdown_stop, memory_order_seq_cst);
+	os_send_nmi_allbutself();
+
+	start = os_timestamp_ns();
+	while (atomic_load_explicit(&nmi_shootdown_acks, memory_order_acquire) < want) {
+		if (os_timestamp_ns() - start >= NMI_WAIT_LIMIT_NS)
+			return NMI_ETIMEDOUT;
+		os_cpu_relax();
+	}
+	return NMI_OK;
+}
+
+bool nmi_cpu_parked(unsigned cpu)
+{
+	if (cpu >= NMIKIT_MAX_CPUS)
+		return false;
+	return atomic_load_explicit(&nmi_cpus[cpu].parked, memory_order_acquire);
+}
+
+/* --- statistics ---------------------------------------------------------- */
+
+int nmi_get_cpu_stats(unsigned cpu, struct nmi_cpu_stats *out)
+{
+	const struct nmi_counters *k;
+	struct nmi_probe_stats probe;
+
+	if (cpu >= NMIKIT_MAX_CPUS || !out)
+		return NMI_ERANGE;
+	k = &nmi_cpus[cpu].ctr;
+	out->entries = nk_stat_read(&k->entries);
+	out->normal = nk_stat_read(&k->normal);
+	out->unknown = nk_stat_read(&k->unknown);
+	out->external = nk_stat_read(&k->external);
+	out->swallowed = nk_stat_read(&k->swallowed);
+	out->latched = nk_stat_read(&k->latched);
+	out->repeated = nk_stat_read(&k->repeated);
+	out->nested = nk_stat_read(&k->nested);
+	out->from_user = nk_stat_read(&k->from_user);
+	out->emergency = nk_stat_read(&k->emergency);
+	out->reason_busy = nk_stat_read(&k->reason_busy);
+	nmi_probe_get_stats(cpu, &probe);
+	out->probe_sent = probe.sent;
+	out->probe_found = probe.found;
+	out->probe_absorbed = probe.absorbed;
+	out->probe_collapsed = probe.collapsed;
+	return NMI_OK;
+}
+
+int nmi_get_handler_info(unsigned idx, struct nmi_handler_info *out)
+{
+	os_irqflags_t irq;
+	int err = NMI_ENOENT;
+
+	if (!out)
+		return NMI_EINVAL;
+	irq = nmi_writers_lock();
+	for (unsigned type = 0; type < NMI_TYPE_COUNT; type++) {
+		struct nmi_action *a;
+
+		a = atomic_load_explicit(&nmi_chains[type], memory_order_relaxed);
+		for (; a; a = atomic_load_explicit(&a->next, memory_order_relaxed)) {
+			if (idx--)
+				continue;
+			for (size_t i = 0; i < NMI_NAME_MAX; i++)
+				out->name[i] = a->name[i];
+			out->type = type;
+			out->calls = nk_stat_read(&a->calls);
+			out->claimed = nk_stat_read(&a->claimed);
+			out->longest_ns = nk_stat_read(&a->longest_ns);
+			out->slow = nk_stat_read(&a->slow);
+			err = NMI_OK;
+			goto out;
+		}
+	}
+out:
+	nmi_writers_unlock(irq);
+	return err;
+}
+
+void nmi_print_stats(nk_write_fn *write, void *arg)
+{
+	unsigned ncpus = os_cpu_count();
+
+	if (!write)
+		return;
+	nk_wprintf(write, arg, "%4s %10s %10s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s %8s\n",
+	   "cpu", "entries", "normal", "unknown", "external", "swallow", "latched",
+	   "repeat", "nested", "user", "emerg", "p-sent", "p-found", "p-absorb");
+	for (unsigned cpu = 0; cpu < ncpus; cpu++) {
+		struct nmi_cpu_stats s;
+
+		if (!os_cpu_online(cpu) || nmi_get_cpu_stats(cpu, &s))
+			continue;
+		nk_wprintf(write, arg, "%4u %10llu %10llu %8llu %8llu %8llu %8llu %8llu %8llu %8llu %8llu %8llu %8llu %8llu\n",
+		   cpu, (unsigned long long)s.entries, (unsigned long long)s.normal,
+		   (unsigned long long)s.unknown, (unsigned long long)s.external,
+		   (unsigned long long)s.swallowed, (unsigned long long)s.latched,
+		   (unsigned long long)s.repeated, (unsigned long long)s.nested,
+		   (unsigned long long)s.from_user, (unsigned long long)s.emergency,
+		   (unsigned long long)s.probe_sent, (unsigned long long)s.probe_found,
+		   (unsigned long long)s.probe_absorbed);
+	}
+	nk_wprintf(write, arg, "external NMIs owned by CPU %u; unknown_nmi_panic=%s nmi_longest_ns=%llu nmi_lost_recovery=%s\n",
+	   nmi_external_owner(), unknown_nmi_panic ? "on" : "off",
+	   (unsigned long long)nmi_longest_ns, nmi_lost_recovery ? "on" : "off");
+}
+
+void nmi_print_handlers(nk_write_fn *write, void *arg)
+{
+	struct nmi_handler_info h;
+
+	if (!write)
+		return;
+	nk_wprintf(write, arg, "%-8s %-23s %10s %10s %12s %6s\n",
+	   "type", "name", "calls", "claimed", "longest-ns", "slow");
+	for (unsigned i = 0; nmi_get_handler_info(i, &h) == NMI_OK; i++)
+		nk_wprintf(write, arg, "%-8s %-23s %10llu %10llu %12llu %6llu\n",
+		   nmi_type_name(h.type), h.name, (unsigned long long)h.calls,
+		   (unsigned long long)h.claimed, (unsigned long long)h.longest_ns,
+		   (unsigned long long)h.slow);
+}

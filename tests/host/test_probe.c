@@ -1,0 +1,275 @@
+/*
+ * Host unit tests of core/nmi_probe.c: the lost-NMI probe protocol.  A probe
+ * follows every claimed NMI from the next tick; an unclaimed probe NMI is
+ * absorbed (never unknown); a claimed one (an event found) keeps probing; the
+ * pending mark survives a real NMI that arrives while the probe is in flight.
+ */
+#include "tap.h"
+#include "test_os.h"
+
+#include <nmikit/irq_work.h>
+#include <nmikit/nmi.h>
+
+static int local_ret;
+static unsigned local_calls, serr_calls;
+
+static int h_local(unsigned type, struct nmi_frame *f)
+{
+	(void)type; (void)f;
+	local_calls++;
+	return local_ret;
+}
+
+static int h_serr(unsigned type, struct nmi_frame *f)
+{
+	(void)type; (void)f;
+	serr_calls++;
+	return 1;
+}
+
+static struct nmi_cpu_stats stats(unsigned cpu)
+{
+	struct nmi_cpu_stats s;
+
+	CHECK_EQ(nmi_get_cpu_stats(cpu, &s), NMI_OK);
+	return s;
+}
+
+static void tick(unsigned cpu)
+{
+	unsigned saved = tos_cpu;
+
+	tos_cpu = cpu;
+	irq_work_tick();
+	tos_cpu = saved;
+}
+
+static void claimed_nmi_queues_lazy_probe_that_sends_self_nmi(void)
+{
+	CHECK_EQ(nmi_register(NMI_LOCAL, "local", h_local, 0), NMI_OK);
+	local_ret = 1;
+	tos_nmi(1, 0x1000);
+	/* Lazy: nothing is sent from NMI context. */
+	CHECK_EQ(tos_sent_count(), 0);
+	CHECK(!nmi_probe_pending(1));
+	tick(1);
+	CHECK_EQ(tos_sent_count(), 1);
+	CHECK(tos_sent(0)->self);
+	CHECK_EQ(tos_sent(0)->from, 1);
+	CHECK_EQ(tos_sent(0)->to, 1);
+	CHECK(nmi_probe_pending(1));
+	CHECK(!nmi_probe_pending(0));
+	CHECK_EQ(stats(1).probe_sent, 1);
+	CHECK_EQ(stats(0).probe_sent, 0);
+}
+
+static void unclaimed_probe_nmi_is_absorbed_and_probing_stops(void)
+{
+	CHECK_EQ(nmi_register(NMI_LOCAL, "local", h_local, 0), NMI_OK);
+	local_ret = 1;
+	tos_nmi(0, 0x1000);
+	tick(0);
+	local_ret = 0;
+	CHECK(tos_deliver(0, 0x2000));
+	CHECK_EQ(stats(0).probe_absorbed, 1);
+	CHECK_EQ(stats(0).unknown, 0);
+	CHECK(!tos_log_has("Uhhuh"));
+	CHECK(!nmi_probe_pending(0));
+	tick(0);
+	tick(0);
+	CHECK_EQ(tos_sent_count(), 1);
+	/* With no probe outstanding, an unclaimed NMI is unknown again. */
+	tos_nmi(0, 0x3000);
+	CHECK_EQ(stats(0).unknown, 1);
+}
+
+static void probe_finds_external_event_lost_behind_a_local_nmi(void)
+{
+	CHECK_EQ(nmi_register(NMI_LOCAL, "local", h_local, 0), NMI_OK);
+	CHECK_EQ(nmi_register(NMI_SERR, "serr", h_serr, 0), NMI_OK);
+	/*
+	 * SERR's NMI was dropped by the latch; the NMI that got through was
+	 * claimed locally, so the reasons were never read.
+	 */
+	tos_reason_assert(OS_NMI_REASON_SERR);
+	local_ret = 1;
+	tos_nmi(0, 0x1000);
+	CHECK_EQ(serr_calls, 0);
+	CHECK_EQ(tos_reason_asserted(), OS_NMI_REASON_SERR);
+
+	local_ret = 0;
+	tick(0);
+	CHECK(tos_deliver(0, 0x2000));
+	CHECK_EQ(serr_calls, 1);
+	CHECK_EQ(tos_reason_asserted(), 0);
+	CHECK_EQ(stats(0).probe_found, 1);
+	CHECK_EQ(stats(0).external, 1);
+
+	/* An event was found: probe again; this one comes back empty. */
+	tick(0);
+	CHECK_EQ(tos_sent_count(), 2);
+	CHECK(tos_deliver(0, 0x3000));
+	CHECK_EQ(stats(0).probe_absorbed, 1);
+	CHECK_EQ(stats(0).probe_collapsed, 1);
+	CHECK_EQ(stats(0).unknown, 0);
+	tick(0);
+	CHECK_EQ(tos_sent_count(), 2);
+	CHECK_EQ(serr_calls, 1);
+}
+
+static void lost_external_event_never_serviced_without_recovery(void)
+{
+	nmi_lost_recovery = false;
+	CHECK_EQ(nmi_register(NMI_LOCAL, "local", h_local, 0), NMI_OK);
+	CHECK_EQ(nmi_register(NMI_SERR, "serr", h_serr, 0), NMI_OK);
+	tos_reason_assert(OS_NMI_REASON_SERR);
+	local_ret = 1;
+	tos_nmi(0, 0x1000);
+	for (int i = 0; i < 10; i++)
+		tick(0);
+	CHECK_EQ(tos_sent_count(), 0);
+	CHECK_EQ(serr_calls, 0);
+	CHECK_EQ(tos_reason_asserted(), OS_NMI_REASON_SERR);
+	CHECK_EQ(stats(0).probe_sent, 0);
+}
+
+static void claimed_nmi_while_probe_pending_keeps_the_mark(void)
+{
+	CHECK_EQ(nmi_register(NMI_LOCAL, "local", h_local, 0), NMI_OK);
+	local_ret = 1;
+	tos_nmi(0, 0x1000);
+	tick(0);
+	CHECK(nmi_probe_pending(0));
+
+	/* A real NMI overtakes the probe's and is claimed. */
+	tos_nmi(0, 0x2000);
+	CHECK(nmi_probe_pending(0));
+	CHECK_EQ(stats(0).probe_found, 1);
+
+	/* The probe's own NMI follows: still recognised, not unknown. */
+	local_ret = 0;
+	CHECK(tos_deliver(0, 0x3000));
+	CHECK_EQ(stats(0).probe_absorbed, 1);
+	CHECK_EQ(stats(0).unknown, 0);
+	CHECK(!tos_log_has("Uhhuh"));
+
+	/* The real NMI asked for one more probe; it too comes back empty. */
+	tick(0);
+	CHECK_EQ(tos_sent_count(), 2);
+	CHECK(tos_deliver(0, 0x4000));
+	CHECK_EQ(stats(0).probe_absorbed, 2);
+	tick(0);
+	CHECK_EQ(tos_sent_count(), 2);
+	CHECK_EQ(stats(0).unknown, 0);
+}
+
+static void probe_nmi_merged_into_claimed_nmi_is_cleared_at_next_tick(void)
+{
+	CHECK_EQ(nmi_register(NMI_LOCAL, "local", h_local, 0), NMI_OK);
+	local_ret = 1;
+	tos_nmi(0, 0x1000);
+	tick(0);
+	/* The probe's NMI and a real one merge in the latch: one NMI, claimed. */
+	tos_drop_pending(0);
+	tos_nmi(0, 0x2000);
+	CHECK(nmi_probe_pending(0));
+	tick(0);
+	CHECK_EQ(stats(0).probe_collapsed, 1);
+	CHECK_EQ(tos_sent_count(), 2);
+	CHECK(nmi_probe_pending(0));
+	local_ret = 0;
+	CHECK(tos_deliver(0, 0x3000));
+	CHECK_EQ(stats(0).probe_absorbed, 1);
+	CHECK_EQ(stats(0).unknown, 0);
+	CHECK(!nmi_probe_pending(0));
+}
+
+static void probe_not_resent_while_its_nmi_is_in_flight(void)
+{
+	CHECK_EQ(nmi_register(NMI_LOCAL, "local", h_local, 0), NMI_OK);
+	local_ret = 1;
+	tos_nmi(0, 0x1000);
+	tick(0);
+	tick(0);
+	tick(0);
+	CHECK_EQ(tos_sent_count(), 1);
+	CHECK_EQ(stats(0).probe_sent, 1);
+	local_ret = 0;
+	CHECK(tos_deliver(0, 0x2000));
+	CHECK_EQ(stats(0).probe_absorbed, 1);
+	/* The item still queued from the wait finds nothing to do. */
+	tick(0);
+	tick(0);
+	CHECK_EQ(tos_sent_count(), 1);
+	CHECK_EQ(stats(0).unknown, 0);
+}
+
+static void external_claim_also_queues_probe(void)
+{
+	CHECK_EQ(nmi_register(NMI_SERR, "serr", h_serr, 0), NMI_OK);
+	tos_reason_assert(OS_NMI_REASON_SERR);
+	tos_nmi(0, 0x1000);
+	CHECK_EQ(serr_calls, 1);
+	tick(0);
+	CHECK_EQ(tos_sent_count(), 1);
+	CHECK(tos_deliver(0, 0x2000));
+	CHECK_EQ(stats(0).probe_absorbed, 1);
+	CHECK_EQ(stats(0).unknown, 0);
+}
+
+static void unknown_nmi_during_probe_is_reported_once(void)
+{
+	CHECK_EQ(nmi_register(NMI_LOCAL, "local", h_local, 0), NMI_OK);
+	local_ret = 1;
+	tos_nmi(0, 0x1000);
+	tick(0);
+	/*
+	 * A stray unknown NMI arrives before the probe's: it takes the mark,
+	 * and the probe's NMI is reported in its place.  Two NMIs, one of
+	 * them ours: exactly one unknown.
+	 */
+	local_ret = 0;
+	tos_nmi(0, 0x2000);
+	CHECK_EQ(stats(0).probe_absorbed, 1);
+	CHECK_EQ(stats(0).unknown, 0);
+	CHECK(tos_deliver(0, 0x3000));
+	CHECK_EQ(stats(0).unknown, 1);
+}
+
+static void recovery_switched_off_drops_queued_probe(void)
+{
+	CHECK_EQ(nmi_register(NMI_LOCAL, "local", h_local, 0), NMI_OK);
+	local_ret = 1;
+	tos_nmi(0, 0x1000);
+	nmi_lost_recovery = false;
+	tick(0);
+	CHECK_EQ(tos_sent_count(), 0);
+	CHECK(!nmi_probe_pending(0));
+	nmi_lost_recovery = true;
+	tick(0);
+	CHECK_EQ(tos_sent_count(), 0);
+}
+
+static void probe_stats_for_bad_cpu_are_zero(void)
+{
+	struct nmi_probe_stats s = { 1, 2, 3, 4 };
+
+	nmi_probe_get_stats(NMIKIT_MAX_CPUS, &s);
+	CHECK_EQ(s.sent + s.found + s.absorbed + s.collapsed, 0);
+	CHECK(!nmi_probe_pending(NMIKIT_MAX_CPUS));
+}
+
+const struct tap_test probe_tests[] = {
+	TAP_TEST(claimed_nmi_queues_lazy_probe_that_sends_self_nmi),
+	TAP_TEST(unclaimed_probe_nmi_is_absorbed_and_probing_stops),
+	TAP_TEST(probe_finds_external_event_lost_behind_a_local_nmi),
+	TAP_TEST(lost_external_event_never_serviced_without_recovery),
+	TAP_TEST(claimed_nmi_while_probe_pending_keeps_the_mark),
+	TAP_TEST(probe_nmi_merged_into_claimed_nmi_is_cleared_at_next_tick),
+	TAP_TEST(probe_not_resent_while_its_nmi_is_in_flight),
+	TAP_TEST(external_claim_also_queues_probe),
+	TAP_TEST(unknown_nmi_during_probe_is_reported_once),
+	TAP_TEST(recovery_switched_off_drops_queued_probe),
+	TAP_TEST(probe_stats_for_bad_cpu_are_zero),
+	{ NULL, NULL },
+};
