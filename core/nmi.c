@@ -757,7 +757,9 @@ int nmi_get_cpu_stats(unsigned cpu, struct nmi_cpu_stats *out)
 	const struct nmi_counters *k;
 	struct nmi_probe_stats probe;
 
-	if (cpu >= NMIKIT_MAX_CPUS || !out)
+	if (!out)
+		return NMI_EINVAL;
+	if (cpu >= NMIKIT_MAX_CPUS)
 		return NMI_ERANGE;
 	k = &nmi_cpus[cpu].ctr;
 	out->entries = nk_stat_read(&k->entries);

@@ -87,8 +87,8 @@ const char *nmi_strerror(int err);
 
 /*
  * Add `fn` under `name` to chain `type`; at the tail, or at the head with
- * NMI_FLAG_FIRST.  The name is copied.  May sleep-free spin briefly on the
- * writers' lock; not callable in NMI context.
+ * NMI_FLAG_FIRST.  The name is copied.  Spins briefly (interrupts off) on a
+ * lock that only register/unregister take; returns NMI_EINNMI in NMI context.
  */
 int nmi_register(unsigned type, const char *name, nmi_handler_fn fn, unsigned flags);
 
@@ -137,7 +137,7 @@ void nmi_note_nested(void);
 bool nmi_in_nmi(void);
 
 /*
- * This CPU's NMI sequence counter: odd while `cpu` is inside nmi_entry(),
+ * CPU `cpu`'s NMI sequence counter: odd while it is inside nmi_entry(),
  * even outside, bumped on every entry and exit.  NMI-safe: yes.
  */
 uint64_t nmi_seq(unsigned cpu);
