@@ -37,8 +37,10 @@ static struct nmi_probe_cpu nmi_probes[NMIKIT_MAX_CPUS];
  * it probes.
  *
  * A pending mark left from an earlier probe is judged by the NMI sequence
- * counter.  If this CPU has entered an NMI since that probe was sent, the
- * probe's NMI has been delivered: had it passed the handlers unclaimed it
+ * counter.  The probe is sent from tick context, where NMIs are not blocked,
+ * so its NMI arrives at once (or merges with one arriving at that moment):
+ * no later NMI can overtake it.  Hence if this CPU has entered an NMI since
+ * the probe was sent, the probe's NMI has been delivered: had it passed the handlers unclaimed it
  * would have cleared the mark, so it was claimed -- it found an event, or it
  * merged with a real NMI in the latch.  Either way the mark is stale: clear
  * it.  If no NMI has entered since, the probe's NMI is still on its way:
