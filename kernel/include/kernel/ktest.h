@@ -102,7 +102,7 @@ void kt__fail_bool(const char *file, int line, const char *expr, bool expected);
 		if (!(kt_a_ op kt_b_)) {					\
 			kt__fail_cmp(__FILE__, __LINE__, #a, #op, #b,		\
 				     (long long)kt_a_, (long long)kt_b_,	\
-				     (__typeof__(kt_a_))-1 < 0);		\
+				     (__typeof__(kt_a_))-1 < (__typeof__(kt_a_))1); \
 			on_fail;						\
 		}								\
 	} while (0)
