@@ -3,12 +3,25 @@
  * depends on the ones before it; the order is the design.  Subsystems add
  * their init call in the step that names them, nowhere else.
  */
+#include <arch/acpi.h>
+#include <arch/apic.h>
 #include <arch/boot.h>
 #include <arch/cpu.h>
 #include <arch/gdt.h>
+#include <arch/hpet.h>
+#include <arch/ioapic.h>
 #include <arch/paging.h>
 #include <arch/percpu.h>
 #include <arch/serial.h>
+#include <kernel/nmi_setup.h>
+#include <nmikit/log.h>
+#include <nmikit/param.h>
+
+/* test=GLOB: run the in-kernel tests matching GLOB, then exit QEMU. */
+char boot_test_glob[128];
+NK_PARAM_STR("test", boot_test_glob, "run the in-kernel tests matching this glob, then power off with their status");
+#include <arch/smp.h>
+#include <kernel/time.h>
 
 void kmain(uint32_t magic, uint64_t info_phys);
 
@@ -35,21 +48,27 @@ void kmain(uint32_t magic, uint64_t info_phys)
 static void boot_cpu_continue(void)
 {
 	/* Step 4: log ring and boot parameters. */
-	serial_puts("nmikit: booted via ");
-	serial_puts(boot_info.protocol);
-	serial_puts(", cmdline: ");
-	serial_puts(boot_info.cmdline);
-	serial_puts("\n");
+	pr_info("nmikit: booted via %s, command line: %s\n", boot_info.protocol, boot_info.cmdline);
+	nk_params_parse(boot_info.cmdline);
 
 	/* Step 5: IDT (exceptions, IRQ vectors, NMI gate). */
 
 	/* Step 6: firmware tables (ACPI), local APIC, IO-APIC, PIT/HPET, timer calibration. */
+	acpi_init();
+	lapic_init_boot(platform.lapic_phys);
+	smp_init_boot_cpu();
+	lapic_init_cpu(0);
+	ioapic_init();
+	hpet_init();
+	time_init();
 
 	/* Step 7: NMI core (dispatch, statistics, self-test hooks). */
+	nmi_kernel_init();
 
 	/* Step 8: scheduler, idle and kernel threads. */
 
 	/* Step 9: start the other CPUs; NMI self-test on every CPU. */
+	smp_boot();
 
 	/* Step 10: interrupts on; run tests (test=GLOB) or start the shell. */
 
