@@ -37,6 +37,10 @@ import time
 from . import qmp as qmpmod
 
 
+# Outcome of an action that came too late: QEMU had already exited.
+LATE = "not delivered: QEMU had exited"
+
+
 class SpecError(ValueError):
     """A malformed injection spec."""
 
@@ -159,8 +163,9 @@ class Runner:
     one worker thread so that a slow QMP reply never holds up the console
     reader (QEMU blocked on a full console pipe could not answer QMP)."""
 
-    def __init__(self, actions, client=None, write_input=None, seed=None):
+    def __init__(self, actions, client=None, write_input=None, seed=None, record_log=None):
         self.actions = list(actions)
+        self.record_log = record_log
         self.client = client
         self.write_input = write_input
         self.seed = seed if seed is not None else random.randrange(1 << 32)
@@ -226,7 +231,11 @@ class Runner:
             try:
                 outcome = self._fire(act)
             except (qmpmod.QMPError, OSError) as exc:
-                outcome = "FAILED: %s" % exc
+                if self._stop.is_set() or "connection closed" in str(exc) \
+                        or isinstance(exc, BrokenPipeError):
+                    outcome = LATE
+                else:
+                    outcome = "FAILED: %s" % exc
             self.log.append((elapsed, act.describe(), outcome))
 
     def _fire(self, act):
@@ -237,14 +246,115 @@ class Runner:
             return "ok"
         if self.client is None:
             raise qmpmod.QMPError("no QMP connection")
-        if isinstance(act.payload, tuple):
-            out = self.client.hmp(act.payload[1]).strip()
-            return out or "ok"
-        ret = self.client.execute_raw(act.payload)
-        return "ok" if not ret else json.dumps(ret)
+        if self.record_log is None:
+            return _send_qmp(self.client, act.payload)
+        # Recording: QEMU's log does not hold QMP commands, only the
+        # instruction count at which their effect (an interrupt, say) was
+        # taken. Pin each injection to an exact instruction count instead:
+        # stop the guest, read the count, inject, resume; the replay
+        # stops at that same count and injects again (Replayer).
+        self.client.execute("stop")
+        try:
+            icount = self.client.execute("query-replay")["icount"]
+            outcome = _send_qmp(self.client, act.payload)
+            entry = {"icount": icount}
+            if isinstance(act.payload, tuple):
+                entry["hmp"] = act.payload[1]
+            else:
+                entry["qmp"] = act.payload
+            with open(self.record_log, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(entry) + "\n")
+        finally:
+            self.client.execute("cont")
+        return outcome
 
     def stop(self):
         self._stop.set()
         self._queue.put(None)
         for thr in self._threads:
             thr.join(timeout=5)
+
+
+def _send_qmp(client, payload):
+    if isinstance(payload, tuple):
+        out = client.hmp(payload[1]).strip()
+        return out or "ok"
+    ret = client.execute_raw(payload)
+    return "ok" if not ret else json.dumps(ret)
+
+
+def injection_log_path(rrfile):
+    """Where a recording's QMP injections are kept, beside the recording."""
+    return rrfile + ".inject"
+
+
+def load_injection_log(path):
+    """[(icount, payload)] from a recording's injection log."""
+    entries = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                icount = int(obj["icount"])
+                payload = ("hmp", obj["hmp"]) if "hmp" in obj else obj["qmp"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SpecError("%s:%d: bad injection record: %s" % (path, lineno, exc)) from None
+            entries.append((icount, payload))
+    return entries
+
+
+class Replayer:
+    """Repeats a recording's QMP injections at the instruction counts where
+    they were made: replay-break at the count, wait for the guest to stop,
+    inject, arm the next break, resume. arm() must run before the guest is
+    first resumed so that an injection early in the run is not missed."""
+
+    def __init__(self, client, entries):
+        self.client = client
+        self.entries = list(entries)
+        self.log = []
+        self._stopped = threading.Event()
+        self._quit = threading.Event()
+        self._thread = None
+
+    def on_event(self, ev):
+        if ev.get("event") == "STOP":
+            self._stopped.set()
+
+    def arm(self):
+        if self.entries:
+            self.client.execute("replay-break", {"icount": self.entries[0][0]})
+
+    def start(self):
+        if self.entries:
+            self._thread = threading.Thread(target=self._run, name="replay-inject",
+                                            daemon=True)
+            self._thread.start()
+
+    def _run(self):
+        try:
+            for idx, (icount, payload) in enumerate(self.entries):
+                while not self._stopped.wait(0.1):
+                    if self._quit.is_set():
+                        return
+                self._stopped.clear()
+                now = self.client.execute("query-replay")["icount"]
+                outcome = _send_qmp(self.client, payload)
+                if now != icount:
+                    outcome += " (guest stopped at %d, not %d)" % (now, icount)
+                what = ("hmp '%s'" % payload[1]) if isinstance(payload, tuple) \
+                    else payload.get("execute")
+                self.log.append((float(icount), "%s at icount %d" % (what, icount), outcome))
+                if idx + 1 < len(self.entries):
+                    self.client.execute("replay-break", {"icount": self.entries[idx + 1][0]})
+                self.client.execute("cont")
+        except qmpmod.QMPError as exc:
+            self.log.append((0.0, "replayed injections", LATE if "closed" in str(exc)
+                             else "FAILED: %s" % exc))
+
+    def stop(self):
+        self._quit.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
