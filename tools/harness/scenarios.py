@@ -117,7 +117,8 @@ def _split_lines(text):
         if start is None:
             start = lineno
         stripped = line.rstrip()
-        if stripped.endswith("\\") and not stripped.endswith("\\\\"):
+        if stripped.endswith("\\") and not stripped.endswith("\\\\") \
+                and not (not buf and stripped.lstrip().startswith("#")):
             buf.append(stripped[:-1])
             continue
         buf.append(line)
