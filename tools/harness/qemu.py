@@ -11,8 +11,8 @@ status back to the kernel's:
     0       V=0: all tests passed / poweroff, or QEMU shut down normally
     1       V=1: a test failed
     2       V=2: kernel panic
-    3       the guest reset (a triple fault, or a reboot under -no-reboot)
-    V       any other value the kernel wrote
+    V       any other value the kernel wrote (0..122)
+    123     the guest reset (a triple fault, or a reboot under -no-reboot)
     124     timeout: QEMU was killed after the time limit
     125     QEMU failed to start, or died on a signal or an error of its own
 
@@ -42,7 +42,7 @@ DEFAULT_KERNEL = "build/nmikit.elf"
 # kernel is looked up there when the working directory has none.
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-STATUS_RESET = 3
+STATUS_RESET = 123
 STATUS_TIMEOUT = 124
 STATUS_QEMU_FAILED = 125
 

@@ -31,7 +31,7 @@ FIELDS = {
     "iso": "boot this GRUB ISO instead of the kernel",
     "memory": "guest RAM (default 256M)",
     "exit": "expected status: the value the kernel writes to isa-debug-exit, "
-            "3 guest reset, 124 timeout",
+            "123 guest reset, 124 timeout",
     "expect": "regex that must appear on the console (repeatable)",
     "reject": "regex that must not appear on the console (repeatable)",
     "qmp": "QMP injection TRIGGER:COMMAND, see actions (repeatable)",
@@ -291,7 +291,7 @@ def judge(sc, res):
     want = 0 if sc.outcome == "ktap" else sc.outcome
     if res.status != want:
         if res.timed_out:
-            v.fail("TIMEOUT after %g s (expected %s)" % (sc.timeout, sc.outcome_text()))
+            v.fail("%s (expected %s)" % (res.describe(), sc.outcome_text()))
         else:
             v.fail("%s, expected %s" % (res.describe(), sc.outcome_text()))
     if sc.outcome == "ktap":
