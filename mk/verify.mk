@@ -7,4 +7,4 @@ DEPS += spin gcc
 
 .PHONY: verify
 verify:
-	tools/run-models
+	@tools/run-models
