@@ -14,7 +14,7 @@ LD      := ld
 NM      := nm
 OBJCOPY := objcopy
 
-DEPS := gcc make binutils python3
+DEPS := gcc make binutils python3 grub-pc-bin grub-common xorriso mtools
 RUN_DEPS := qemu-system-x86
 TEST_SUITES :=
 
@@ -107,6 +107,18 @@ TEST_SUITES += scenarios
 test: test-deps
 	@$(MAKE) -s all
 	@tools/test-all $(TEST_SUITES)
+
+# A GRUB rescue ISO that boots the same ELF through its Multiboot2 header.
+ISO := $(BUILD)/nmikit.iso
+ISO_CMDLINE ?=
+ISO_DEPS := grub-pc-bin grub-common xorriso mtools
+iso: $(ISO)
+$(ISO): $(KERNEL)
+	@tools/ensure-deps $(ISO_DEPS)
+	@mkdir -p $(BUILD)/iso/boot/grub
+	cp $(KERNEL) $(BUILD)/iso/boot/nmikit.elf
+	printf 'set timeout=0\nset default=0\nserial --unit=0 --speed=115200\nterminal_output serial\nmenuentry "nmikit" {\n  multiboot2 /boot/nmikit.elf %s\n  boot\n}\n' '$(ISO_CMDLINE)' > $(BUILD)/iso/boot/grub/grub.cfg
+	grub-mkrescue -o $@ $(BUILD)/iso >$(BUILD)/iso.log 2>&1 || { cat $(BUILD)/iso.log; exit 1; }
 
 compile_commands.json:
 	@tools/gen-compile-commands "$(CC)" "$(CORE_CFLAGS)" "$(KCFLAGS)" "$(ASFLAGS)" > $@
