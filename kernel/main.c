@@ -9,11 +9,13 @@
 #include <arch/cpu.h>
 #include <arch/gdt.h>
 #include <arch/hpet.h>
+#include <arch/idt.h>
 #include <arch/ioapic.h>
 #include <arch/paging.h>
 #include <arch/percpu.h>
 #include <arch/serial.h>
 #include <kernel/nmi_setup.h>
+#include <kernel/panic.h>
 #include <nmikit/log.h>
 #include <nmikit/param.h>
 
@@ -52,6 +54,8 @@ static void boot_cpu_continue(void)
 	nk_params_parse(boot_info.cmdline);
 
 	/* Step 5: IDT (exceptions, IRQ vectors, NMI gate). */
+	idt_init();
+	crash_tests_run();	/* crash=NAME: a deliberate fault, docs/exceptions.md */
 
 	/* Step 6: firmware tables (ACPI), local APIC, IO-APIC, PIT/HPET, timer calibration. */
 	acpi_init();

@@ -57,4 +57,16 @@ void asm_offsets(void)
 	DEFINE(NMI_STACK_BYTES, NMI_STACK_SIZE);
 	DEFINE(STACKS_NMI, offsetof(struct cpu_stacks, nmi));
 	DEFINE(SIZEOF_CPU_STACKS, sizeof(struct cpu_stacks));
+
+	/* Exception and IRQ entry (entry.S): every general register's slot. */
+	OFFSET(REGS_RBX, struct regs, rbx);
+	OFFSET(REGS_RDX, struct regs, rdx);
+	OFFSET(REGS_RSI, struct regs, rsi);
+	OFFSET(REGS_RDI, struct regs, rdi);
+	OFFSET(REGS_R8, struct regs, r8);
+	OFFSET(REGS_R9, struct regs, r9);
+	OFFSET(REGS_R10, struct regs, r10);
+	OFFSET(REGS_R12, struct regs, r12);
+	OFFSET(REGS_R13, struct regs, r13);
+	OFFSET(REGS_R14, struct regs, r14);
 }

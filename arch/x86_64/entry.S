@@ -1,0 +1,261 @@
+/*
+ * entry.S: the IDT entry stubs for CPU exceptions (vectors 0-31 except the
+ * NMI, which nmi_entry.S owns) and for maskable interrupts (32-255).
+ *
+ * Every stub makes the stack look the same - an error code (the CPU's, or a
+ * 0 pushed here when the CPU pushes none) and the vector below the hardware
+ * frame - and jumps to one of three common paths, which complete a struct
+ * regs (arch/x86_64/include/arch/regs.h; offsets from build/gen/asm-offsets.h)
+ * and call C with a pointer to it:
+ *
+ *   exception_entry -> trap_handle()           ordinary exceptions
+ *   irq_entry       -> irq_dispatch()          vectors 32-255
+ *   paranoid_entry  -> trap_handle_paranoid()  #DB, #MC, #DF (IST stacks)
+ *                      (a #DB or #MC from ring 3 moves to the task's kernel
+ *                      stack and takes the exception_entry path instead)
+ *
+ * GS base.  Kernel code always runs with GS = this CPU's struct percpu.
+ * The ordinary paths trust the interrupted CS: ring 3 means the user's GS
+ * is loaded, so SWAPGS in and out.  That is sound because they can only
+ * interrupt kernel code that already runs on the kernel GS (nothing that
+ * can fault or be interrupted sits between SYSCALL and its SWAPGS).  The
+ * paranoid vectors can hit anywhere in the kernel, including those windows,
+ * so in kernel mode they read MSR_GS_BASE and compare it with the percpu
+ * pointer kept on their IST stack; if it differs they write the right value
+ * and put the old one back on exit.  Only a ring-3 CS, which the CPU alone
+ * can write, is taken at its word (see paranoid_from_user).
+ *
+ * The C call sees a 16-byte-aligned stack: the CPU aligns RSP to 16 before
+ * pushing its 5-word frame, and error + vector + 15 registers + the 2-word
+ * frame record below add 19 words: 24 in all, a multiple of 16 bytes.
+ */
+#include <asm-offsets.h>
+
+/* MSR_GS_BASE (see <arch/cpu.h>, which assembly cannot include). */
+#define MSR_GS_BASE_NUM	0xc0000101
+
+	.section .text.entry, "ax"
+	.code64
+
+/* The general registers into / out of the struct regs at %rsp. */
+.macro SAVE_GPRS
+	movq	%rax, REGS_RAX(%rsp)
+	movq	%rbx, REGS_RBX(%rsp)
+	movq	%rcx, REGS_RCX(%rsp)
+	movq	%rdx, REGS_RDX(%rsp)
+	movq	%rsi, REGS_RSI(%rsp)
+	movq	%rdi, REGS_RDI(%rsp)
+	movq	%rbp, REGS_RBP(%rsp)
+	movq	%r8, REGS_R8(%rsp)
+	movq	%r9, REGS_R9(%rsp)
+	movq	%r10, REGS_R10(%rsp)
+	movq	%r11, REGS_R11(%rsp)
+	movq	%r12, REGS_R12(%rsp)
+	movq	%r13, REGS_R13(%rsp)
+	movq	%r14, REGS_R14(%rsp)
+	movq	%r15, REGS_R15(%rsp)
+.endm
+
+.macro RESTORE_GPRS
+	movq	REGS_RAX(%rsp), %rax
+	movq	REGS_RBX(%rsp), %rbx
+	movq	REGS_RCX(%rsp), %rcx
+	movq	REGS_RDX(%rsp), %rdx
+	movq	REGS_RSI(%rsp), %rsi
+	movq	REGS_RDI(%rsp), %rdi
+	movq	REGS_RBP(%rsp), %rbp
+	movq	REGS_R8(%rsp), %r8
+	movq	REGS_R9(%rsp), %r9
+	movq	REGS_R10(%rsp), %r10
+	movq	REGS_R11(%rsp), %r11
+	movq	REGS_R12(%rsp), %r12
+	movq	REGS_R13(%rsp), %r13
+	movq	REGS_R14(%rsp), %r14
+	movq	REGS_R15(%rsp), %r15
+.endm
+
+/*
+ * Call \cfunc(regs) with %rsp = the struct regs.  Below the struct goes a
+ * two-word frame record {interrupted RBP, interrupted RIP} and RBP points at
+ * it, so a backtrace taken inside the handler continues into the code that
+ * was interrupted.  From ring 3 the record is {0, 0}: the walk ends there
+ * instead of reading user memory.
+ */
+.macro CALL_C cfunc
+	movq	%rsp, %rdi
+	testb	$3, REGS_CS(%rsp)
+	jnz	.Lfrom_user_\@
+	pushq	REGS_RIP(%rdi)
+	pushq	REGS_RBP(%rdi)
+	jmp	.Lrecord_done_\@
+.Lfrom_user_\@:
+	pushq	$0
+	pushq	$0
+.Lrecord_done_\@:
+	movq	%rsp, %rbp
+	call	\cfunc
+	addq	$16, %rsp
+.endm
+
+/*
+ * The ordinary path, for exceptions and IRQs alike.  On entry %rsp points at
+ * the vector, with the error code and the hardware frame above it.
+ * \gs_ready is entered with the kernel's GS base already loaded (a ring-3
+ * #DB or #MC moved here from its IST stack by paranoid_entry).
+ */
+.macro ORDINARY_ENTRY cfunc, gs_ready
+	cld
+	testb	$3, REGS_CS - REGS_VECTOR(%rsp)
+	jz	\gs_ready
+	swapgs				/* from ring 3: the kernel's GS base */
+\gs_ready:
+	subq	$REGS_VECTOR, %rsp	/* room for the registers: %rsp = struct regs */
+	SAVE_GPRS
+	CALL_C	\cfunc
+	RESTORE_GPRS
+	testb	$3, REGS_CS(%rsp)
+	jz	.Lkernel_out_\@
+	swapgs				/* back to ring 3: the user's GS base */
+.Lkernel_out_\@:
+	addq	$REGS_RIP, %rsp		/* drop registers, vector and error code */
+	iretq
+.endm
+
+	.globl	exception_entry
+exception_entry:
+	ORDINARY_ENTRY trap_handle, exception_entry_gs_ready
+
+	.globl	irq_entry
+irq_entry:
+	ORDINARY_ENTRY irq_dispatch, irq_entry_gs_ready
+
+/*
+ * #DB, #MC and #DF: always on their own IST stack, so the hardware frame
+ * sits at the top of that stack and the percpu pointer that gdt.c stored
+ * there is IST_PERCPU_OFFSET above the frame's end (just above SS).
+ *
+ * Kernel mode only (ring 3 branches to paranoid_from_user, below).
+ * Callee-saved registers carry state across the C call (their interrupted
+ * values are already in the struct regs):
+ *   %r12  1 when the entry rewrote MSR_GS_BASE, else 0
+ *   %r13  the interrupted MSR_GS_BASE (valid when %r12 = 1)
+ *   %r14  the interrupted CR2: a #DB hook that probes memory may take a #PF,
+ *         which must not change the CR2 of a #PF this exception interrupted
+ */
+	.globl	paranoid_entry
+paranoid_entry:
+	cld
+	testb	$3, REGS_CS - REGS_VECTOR(%rsp)
+	jnz	paranoid_from_user
+	subq	$REGS_VECTOR, %rsp
+	SAVE_GPRS
+
+	movl	$MSR_GS_BASE_NUM, %ecx
+	rdmsr
+	shlq	$32, %rdx
+	orq	%rax, %rdx			/* %rdx = GS base at the interruption */
+	movq	REGS_SS + 8 + IST_PERCPU_OFFSET(%rsp), %rax	/* this CPU's percpu */
+	xorl	%r12d, %r12d
+	cmpq	%rax, %rdx
+	je	1f
+	movq	%rdx, %r13
+	movl	$1, %r12d
+	movq	%rax, %rdx
+	shrq	$32, %rdx
+	wrmsr					/* GS base := percpu (%edx:%eax) */
+1:
+	movq	%cr2, %r14
+
+	CALL_C	trap_handle_paranoid
+
+	movq	%cr2, %rax
+	cmpq	%rax, %r14
+	je	2f
+	movq	%r14, %cr2
+2:
+	testl	%r12d, %r12d
+	jz	3f
+	movl	$MSR_GS_BASE_NUM, %ecx
+	movl	%r13d, %eax
+	movq	%r13, %rdx
+	shrq	$32, %rdx
+	wrmsr					/* the interrupted GS base, exactly */
+3:
+	RESTORE_GPRS
+	addq	$REGS_RIP, %rsp
+	iretq
+
+/*
+ * A #DB or #MC from ring 3.  Here CS can be trusted - only the CPU writes a
+ * ring-3 CS into the frame, and ring 3 always runs on the user's GS base -
+ * and the task's kernel stack (TSS RSP0) is free, exactly as for any other
+ * exception from ring 3.  Move the vector, error code and hardware frame
+ * there and carry on as an ordinary exception, so the hooks (the
+ * scheduler's, which kills the faulting task) may schedule, and the IST
+ * stack is free again at once.  %rax and %rcx are borrowed on the IST stack
+ * and given back on the kernel stack.
+ */
+paranoid_from_user:
+	swapgs
+	pushq	%rax
+	pushq	%rcx
+	movq	%gs:PERCPU_TSS, %rax
+	movq	TSS_RSP0(%rax), %rax
+	andq	$-16, %rax			/* as the CPU aligns it */
+	/* IST: %rsp+16 is the vector.  Kernel stack: the struct regs ends at %rax. */
+	.irp	field, REGS_VECTOR, REGS_ERROR, REGS_RIP, REGS_CS, REGS_RFLAGS, REGS_RSP, REGS_SS
+	movq	16 + \field - REGS_VECTOR(%rsp), %rcx
+	movq	%rcx, \field - REGS_SIZE(%rax)
+	.endr
+	leaq	REGS_VECTOR - REGS_SIZE(%rax), %rax	/* the new %rsp: at the vector */
+	movq	8(%rsp), %rcx
+	movq	%rcx, -8(%rax)			/* interrupted %rax */
+	movq	(%rsp), %rcx
+	movq	%rcx, -16(%rax)			/* interrupted %rcx */
+	leaq	-16(%rax), %rsp
+	popq	%rcx
+	popq	%rax
+	jmp	exception_entry_gs_ready
+
+/*
+ * The per-vector stubs, 16 bytes apart, and (in .rodata) entry_stub_table,
+ * the address of each, indexed by vector; 0 for vector 2.
+ */
+	.pushsection .rodata
+	.balign	8
+	.globl	entry_stub_table
+entry_stub_table:
+	.popsection
+
+	.balign	16
+	.globl	entry_stubs
+entry_stubs:
+vec = 0
+.rept 256
+	.if vec == 2
+	.pushsection .rodata
+	.quad	0
+	.popsection
+	.else
+	.balign	16
+1:
+	/* The CPU pushes an error code for these vectors only. */
+	.if !(vec == 8 || vec == 10 || vec == 11 || vec == 12 || vec == 13 || vec == 14 || vec == 17 || vec == 21 || vec == 29 || vec == 30)
+	pushq	$0
+	.endif
+	pushq	$vec
+	.if vec == 1 || vec == 8 || vec == 18
+	jmp	paranoid_entry
+	.elseif vec < 32
+	jmp	exception_entry
+	.else
+	jmp	irq_entry
+	.endif
+	.pushsection .rodata
+	.quad	1b
+	.popsection
+	.endif
+vec = vec + 1
+.endr
+	.globl	entry_stubs_end
+entry_stubs_end:
