@@ -14,8 +14,11 @@
 #include <arch/paging.h>
 #include <arch/percpu.h>
 #include <arch/serial.h>
+#include <kernel/ktest.h>
 #include <kernel/nmi_setup.h>
 #include <kernel/panic.h>
+#include <kernel/sched.h>
+#include <kernel/shell.h>
 #include <nmikit/log.h>
 #include <nmikit/param.h>
 
@@ -47,6 +50,21 @@ void kmain(uint32_t magic, uint64_t info_phys)
 		cpu_halt();
 }
 
+/* Step 10's first task: the tests named by test=, then power off with their result. */
+static void boot_tests_task(void *arg)
+{
+	(void)arg;
+	int failures = ktest_run(boot_test_glob);
+	outl(0xf4, failures ? 1 : 0);
+}
+
+/* ... or the interactive shell. */
+static void shell_task(void *arg)
+{
+	(void)arg;
+	shell_main();
+}
+
 static void boot_cpu_continue(void)
 {
 	/* Step 4: log ring and boot parameters. */
@@ -70,13 +88,14 @@ static void boot_cpu_continue(void)
 	nmi_kernel_init();
 
 	/* Step 8: scheduler, idle and kernel threads. */
+	sched_init();
 
 	/* Step 9: start the other CPUs; NMI self-test on every CPU. */
 	smp_boot();
 
 	/* Step 10: interrupts on; run tests (test=GLOB) or start the shell. */
-
-	outl(0xf4, 0);
-	for (;;)
-		cpu_halt();
+	if (!task_create_kernel(boot_test_glob[0] ? "ktest" : "shell",
+				boot_test_glob[0] ? boot_tests_task : shell_task, NULL, 0))
+		panic("cannot start the first kernel thread");
+	sched_idle();
 }

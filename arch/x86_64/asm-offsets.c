@@ -7,6 +7,7 @@
 #include <arch/regs.h>
 #include <arch/percpu.h>
 #include <arch/gdt.h>
+#include <kernel/sched.h>
 #include <arch/nmi.h>
 
 #define DEFINE(sym, val) \
@@ -69,4 +70,10 @@ void asm_offsets(void)
 	OFFSET(REGS_R12, struct regs, r12);
 	OFFSET(REGS_R13, struct regs, r13);
 	OFFSET(REGS_R14, struct regs, r14);
+
+	/* Context switch and SYSCALL entry (switch.S, syscall_entry.S). */
+	OFFSET(TASK_SAVED_RSP, struct task, saved_rsp);
+	OFFSET(TASK_KSTACK_TOP, struct task, kstack_top);
+	DEFINE(USER_CS, SEL_UCODE);
+	DEFINE(USER_SS, SEL_UDATA);
 }
