@@ -7,6 +7,7 @@
  *   bytes                 print bytes that are not UTF-8 and a line without \n
  *   count=N               print N lines, each with the TSC (replay checks)
  *   nmi=N                 wait with HLT until N NMIs arrived (QMP inject-nmi)
+ *   spin=1                with nmi=N: wait spinning (PAUSE, TSC reads) not in HLT
  *   echo                  read one line from the serial port and print it
  *   triple                load an empty IDT and trap: a triple fault
  *   hang                  never finish (timeout checks)
@@ -208,8 +209,10 @@ static void load_idt(u32 limit)
 	__asm__ volatile("lidt %0" : : "m"(desc));
 }
 
-static void wait_nmis(u32 want)
+static void wait_nmis(u32 want, int spin)
 {
+	volatile u64 sink = 0;
+
 	u16 cs;
 	u32 handler = (u32)nmi_entry;
 
@@ -222,8 +225,14 @@ static void wait_nmis(u32 want)
 	puts("fake: waiting for ");
 	putu(want);
 	puts(" NMIs\n");
-	while (nmis < want)
-		__asm__ volatile("hlt");
+	while (nmis < want) {
+		if (spin) {
+			sink += rdtsc();
+			__asm__ volatile("pause");
+		} else {
+			__asm__ volatile("hlt");
+		}
+	}
 	puts("fake: all NMIs in\n");
 }
 
@@ -270,7 +279,7 @@ void fake_main(u32 magic, u32 *info)
 		}
 	}
 	if ((val = word("nmi")))
-		wait_nmis(number(val));
+		wait_nmis(number(val), word("spin") != 0);
 	if (word("echo"))
 		echo_line();
 	if (word("triple")) {

@@ -469,7 +469,7 @@ def e2e_qmp_injections_and_serial_input():
 @test
 def e2e_record_then_replay_is_byte_identical():
     rr = os.path.join(FAKE.get("dir") or os.path.dirname(fake_kernel()), "run.rr")
-    common = ["--cmdline", "count=4 nmi=3", "--timeout", "60"]
+    common = ["--cmdline", "count=4 nmi=3 spin", "--timeout", "60"]
     rc, recorded, err = nmikit_qemu(*common, "--record", rr,
                                     "--inject", "once:waiting for:inject-nmi",
                                     "--inject", "after:got NMI 1:every:0.05-0.2:inject-nmi")

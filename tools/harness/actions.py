@@ -231,8 +231,7 @@ class Runner:
             try:
                 outcome = self._fire(act)
             except (qmpmod.QMPError, OSError) as exc:
-                if self._stop.is_set() or "connection closed" in str(exc) \
-                        or isinstance(exc, BrokenPipeError):
+                if self._stop.is_set() or _connection_lost(exc):
                     outcome = LATE
                 else:
                     outcome = "FAILED: %s" % exc
@@ -273,6 +272,13 @@ class Runner:
         self._queue.put(None)
         for thr in self._threads:
             thr.join(timeout=5)
+
+
+def _connection_lost(exc):
+    """True when `exc` only says that QEMU had gone away."""
+    text = str(exc)
+    return isinstance(exc, (BrokenPipeError, ConnectionResetError)) or \
+        "connection closed" in text or "Broken pipe" in text or "Connection reset" in text
 
 
 def _send_qmp(client, payload):
@@ -351,7 +357,7 @@ class Replayer:
                     self.client.execute("replay-break", {"icount": self.entries[idx + 1][0]})
                 self.client.execute("cont")
         except qmpmod.QMPError as exc:
-            self.log.append((0.0, "replayed injections", LATE if "closed" in str(exc)
+            self.log.append((0.0, "replayed injections", LATE if _connection_lost(exc)
                              else "FAILED: %s" % exc))
 
     def stop(self):
