@@ -462,6 +462,10 @@ def e2e_qmp_injections_and_serial_input():
                                "--send", r"once:type a line:hello\x3a nmikit\n")
     equal(rc, 0, "status")
     check(b"fake: got line: hello: nmikit" in out, "typed line echoed: %r" % out)
+    rc, out, err = nmikit_qemu("--cmdline", "echo", "--timeout", "30",
+                               "--send", r"once:got line\x3a $:typed at a prompt\n")
+    equal(rc, 0, "a prompt without a newline fires its trigger (stderr %s)" % err.strip())
+    check(b"fake: got line: typed at a prompt" in out, "typed at the prompt: %r" % out)
     rc, out, err = nmikit_qemu("--cmdline", "echo", "--timeout", "1.5")
     equal(rc, 124, "no input: the echo waits until the timeout")
 

@@ -174,6 +174,7 @@ class Runner:
         self._queue = queue.Queue()
         self._stop = threading.Event()
         self._fired_once = set()
+        self._fired_this_line = set()
         self._clock_started = set()
         self._threads = []
         self._lock = threading.Lock()
@@ -209,8 +210,14 @@ class Runner:
                 return
             self._queue.put(act)
 
-    def on_line(self, line):
+    def on_line(self, line, complete=True):
+        """Match the triggers against a console line. The console reader
+        also offers the unfinished last line (complete=False), so that a
+        prompt without a newline can fire a trigger; a trigger fires at
+        most once per line either way."""
         for idx, act in enumerate(self.actions):
+            if idx in self._fired_this_line:
+                continue
             if act.after is not None and idx not in self._clock_started:
                 if act.after.search(line):
                     self._start_clock(idx)
@@ -220,7 +227,10 @@ class Runner:
                     if idx in self._fired_once:
                         continue
                     self._fired_once.add(idx)
+                self._fired_this_line.add(idx)
                 self._queue.put(act)
+        if complete:
+            self._fired_this_line.clear()
 
     def _work(self):
         while True:

@@ -268,12 +268,18 @@ class _Console:
         lines = buf.split(b"\n")
         self._partial = lines.pop()
         for line in lines:
-            self.on_line(line.rstrip(b"\r").decode("utf-8", errors="replace"))
+            self.on_line(_text(line), True)
+        if self._partial:
+            self.on_line(_text(self._partial), False)
 
     def finish(self):
         if self._partial and self.on_line is not None:
-            self.on_line(self._partial.rstrip(b"\r").decode("utf-8", errors="replace"))
+            self.on_line(_text(self._partial), True)
         self._partial = b""
+
+
+def _text(line):
+    return line.rstrip(b"\r").decode("utf-8", errors="replace")
 
 
 def _pump(fd, sink):
