@@ -7,6 +7,7 @@
  */
 #include <kernel/ktest.h>
 #include <kernel/sched.h>
+#include <kernel/time.h>
 #include <kernel/user_programs.h>
 #include <arch/cpu.h>
 #include <arch/percpu.h>
@@ -134,19 +135,25 @@ KTEST(sched, sleep_and_wait)
 {
 	static uint64_t elapsed[3];
 	struct task *t[3];
+	unsigned int cpu = test_cpu();
+	uint64_t ticks0 = sched_ticks(cpu);
 
 	for (int i = 0; i < 3; i++) {
 		elapsed[i] = 0;
 		t[i] = task_create_kernel("sleeper", sleeper_thread, &elapsed[i],
-					  i == 2 ? TASK_CPU_ANY : (int)test_cpu());
+					  i == 2 ? TASK_CPU_ANY : (int)cpu);
 		KT_ASSERT_NOT_NULL(t[i]);
 	}
 	for (int i = 0; i < 3; i++)
 		KT_EXPECT_EQ(task_wait(t[i], NULL), 0);
+	uint64_t ticks = sched_ticks(cpu) - ticks0;
 	for (int i = 0; i < 3; i++)
 		KT_EXPECT_GE(elapsed[i], 50ull * 1000000);
-	kt_diag("slept 50 ms: %lu, %lu, %lu us", (unsigned long)elapsed[0] / 1000,
-		(unsigned long)elapsed[1] / 1000, (unsigned long)elapsed[2] / 1000);
+	/* Woken by the tick: at least 50 ms worth of ticks went by on that CPU. */
+	KT_EXPECT_GE(ticks, timer_hz() / 20);
+	kt_diag("slept 50 ms: %lu, %lu, %lu us; %lu ticks on cpu %u",
+		(unsigned long)elapsed[0] / 1000, (unsigned long)elapsed[1] / 1000,
+		(unsigned long)elapsed[2] / 1000, (unsigned long)ticks, cpu);
 }
 
 /* --- ring 3 ------------------------------------------------------------- */
