@@ -24,6 +24,7 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 TOOLS = os.path.join(ROOT, "tools")
+sys.dont_write_bytecode = True     # keep __pycache__ out of the tree
 sys.path.insert(0, TOOLS)
 
 from harness import actions, ktap, qemu, scenarios  # noqa: E402
@@ -497,6 +498,7 @@ def e2e_run_scenarios_tap_and_logs():
             selftest.hang cmdline=hang exit=0 timeout=1.5 icount purpose='a hang'
             selftest.nmi  cpus=2 cmdline='nmi=1' exit=0 qmp='on:waiting:inject-nmi' \\
                 purpose='QMP injection on a console line'
+            selftest.rec  cmdline='count=2' exit=0 record purpose='recorded on request'
             other.skipped cmdline=x ktap purpose='filtered out'
             """))
     proc = subprocess.run([os.path.join(TOOLS, "run-scenarios"), "--conf", conf, "--kernel",
@@ -506,12 +508,14 @@ def e2e_run_scenarios_tap_and_logs():
     out = proc.stdout
     equal(proc.returncode, 1, "exit status with failures:\n" + out)
     lines = out.splitlines()
-    equal(lines[0], "1..4", "plan")
-    equal(lines[-1], "2 passed, 2 failed", "summary")
+    equal(lines[0], "1..5", "plan")
+    equal(lines[-1], "3 passed, 2 failed", "summary")
     results = sorted(l.split(" - ")[1] + ":" + l.split(" ")[0] for l in lines
                      if re.match(r"(not )?ok \d+ - ", l))
     equal(results, ["selftest.bad:not", "selftest.good:ok", "selftest.hang:not",
-                    "selftest.nmi:ok"], "results")
+                    "selftest.nmi:ok", "selftest.rec:ok"], "results")
+    check(os.path.getsize(os.path.join(work, "selftest.rec.rr")) > 0,
+          "a 'record' scenario keeps its recording")
     check("#       not ok 2 - fake_case_two" in lines, "nested KTAP shown as a diagnostic")
     check(any("FAILED: KTAP: failed: not ok 2 - fake_case_two" in l for l in lines), out)
     check(any("FAILED: TIMEOUT after 1.5 s (expected exit=0)" in l for l in lines), out)
