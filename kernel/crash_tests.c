@@ -10,7 +10,9 @@
 #include <kernel/irq.h>
 #include <kernel/ktest.h>
 #include <kernel/panic.h>
+#include <kernel/sched.h>
 #include <kernel/shell.h>
+#include <kernel/user_programs.h>
 #include <arch/cpu.h>
 #include <arch/idt.h>
 #include <arch/percpu.h>
@@ -391,4 +393,55 @@ KTEST(traps, stack_lookup_knows_stacks_and_guards)
 	KT_EXPECT_EQ(si.lo, (uint64_t)cpu_stacks[cpu].nmi);
 	KT_EXPECT_FALSE(stack_lookup((uint64_t)cpu_stacks[cpu].guard_df, &si));
 	KT_EXPECT_FALSE(stack_guard_lookup((uint64_t)cpu_stacks[cpu].df + 64, &si));
+}
+
+static volatile uint64_t user_db_hits, user_db_cs, user_db_percpu_ok;
+
+/* Claims single-step #DBs from ring 3: clears TF so the task runs on normally. */
+static bool user_db_hook(struct regs *r)
+{
+	if (!regs_from_user(r) || !(trap_debug_status() & DR6_BS))
+		return false;
+	user_db_hits++;
+	user_db_cs = r->cs;
+	user_db_percpu_ok = this_cpu() == cpu_data(this_cpu()->cpu);
+	r->rflags &= ~RFLAGS_TF;
+	return true;
+}
+
+/*
+ * A #DB from ring 3 arrives on IST_DB but is handled on the task's kernel
+ * stack (the entry moves it there): the hook runs with the kernel GS base,
+ * and the IRETQ back to ring 3 restores the user's state, so the program
+ * finishes its system calls and exits normally.  Without a hook the
+ * scheduler's fault handling kills the task.
+ */
+KTEST(traps, ring3_debug_exception_moves_to_task_stack)
+{
+	struct regs init = {
+		.rip = (uint64_t)user_prog_syscalls,
+		.rdi = 5,
+		.rflags = RFLAGS_TF,
+	};
+	struct task *t;
+	int code;
+
+	user_db_hits = 0;
+	KT_ASSERT_EQ(trap_set_handler(X86_TRAP_DB, user_db_hook), 0);
+	t = task_create_user_regs("u-step", &init, true, (int)this_cpu_id());
+	if (!t) {
+		trap_clear_handler(X86_TRAP_DB, user_db_hook);
+		KT_FAIL("task_create_user_regs failed");
+		return;
+	}
+	code = task_wait(t, NULL);
+	trap_clear_handler(X86_TRAP_DB, user_db_hook);
+	KT_EXPECT_EQ(code, 2 * 5 + 1);
+	KT_EXPECT_EQ(user_db_hits, 1);
+	KT_EXPECT_EQ(user_db_cs & 3, 3);
+	KT_EXPECT_TRUE(user_db_percpu_ok);
+
+	t = task_create_user_regs("u-step-kill", &init, true, (int)this_cpu_id());
+	KT_ASSERT_NOT_NULL(t);
+	KT_EXPECT_EQ(task_wait(t, NULL), TASK_EXIT_FAULT(X86_TRAP_DB));
 }

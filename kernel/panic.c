@@ -49,12 +49,14 @@ static _Noreturn void panic_exit(void)
 	park_forever();
 }
 
-static bool other_cpus_online(unsigned int me)
+static unsigned int other_cpus_online(unsigned int me)
 {
+	unsigned int n = 0;
+
 	for (unsigned int cpu = 0; cpu < cpus_possible && cpu < MAX_CPUS; cpu++)
 		if (cpu != me && percpu_area[cpu].online)
-			return true;
-	return false;
+			n++;
+	return n;
 }
 
 /*
@@ -81,11 +83,14 @@ void panic_begin(void)
 	 * Only when there is someone to stop: before the APIC is set up (an
 	 * early panic) sending an IPI could fault.
 	 */
-	if (other_cpus_online((unsigned int)me)) {
+	unsigned int others = other_cpus_online((unsigned int)me);
+	if (others) {
 		int err = nmi_shootdown_cpus(NULL);
 		if (err)
 			pr_emerg("panic: stopping the other CPUs failed (error %d); "
 				 "their output may interleave", err);
+		else
+			pr_emerg("panic: CPU %d stopped the %u other online CPUs by NMI", me, others);
 	}
 	/*
 	 * The console owner may be a CPU we just stopped, or the code this CPU
