@@ -17,6 +17,7 @@
 #include <kernel/ktest.h>
 #include <nmikit/log.h>
 #include <nmikit/nmi.h>
+#include <nmikit/os.h>
 
 extern const uint64_t nmi_boundary_count;
 extern const uint64_t nmi_boundary_addr[];
@@ -28,6 +29,7 @@ static volatile bool test_take_pf;	/* handler takes a recoverable #PF */
 static volatile uint64_t first_rip;	/* RIP interrupted by the first NMI */
 
 static volatile uint64_t bp_addr;	/* armed int3, 0 when none */
+static volatile uint64_t db_addr;	/* armed DR0 breakpoint, 0 when none */
 static uint8_t bp_orig;
 static atomic_ulong bp_fired;
 
@@ -72,6 +74,19 @@ static bool test_bp_handler(struct regs *r)
 	return true;	/* our IRET unblocks NMIs: the nested one lands at `a` */
 }
 
+/* #DB hook, on IST_DB (may run inside the NMI handler): disarm, send the nested NMI. */
+static bool test_db_handler(struct regs *r)
+{
+	uint64_t a = db_addr;
+	if (!a || r->rip != a || !(trap_debug_status() & 1))
+		return false;
+	write_dr7(0x400);	/* exactly one nested NMI; the fault does not re-fire */
+	db_addr = 0;
+	atomic_fetch_add(&bp_fired, 1);
+	send_counted_self_nmi();
+	return true;
+}
+
 static void nmi_test_never_called(void) { }
 
 static void fill_ctx(struct nmi_test_ctx *c)
@@ -101,14 +116,16 @@ static int ctx_mismatches(const struct nmi_test_ctx *c)
 	return bad;
 }
 
+/* Bounded by time (50 ms), and using no per-CPU data: GS may be swapped. */
 static bool wait_claimed(unsigned long want)
 {
-	for (unsigned long spins = 0; spins < 10000000ul; spins++) {
-		if (atomic_load(&test_claimed) >= want)
-			return true;
+	uint64_t deadline = os_timestamp_ns() + 50000000ull;
+	while (atomic_load(&test_claimed) < want) {
+		if (os_timestamp_ns() > deadline)
+			return false;
 		cpu_relax();
 	}
-	return false;
+	return true;
 }
 
 struct case_result {
@@ -116,13 +133,21 @@ struct case_result {
 };
 
 /* One boundary: returns whether the nested NMI arrived there and every check held. */
-static struct case_result run_boundary(uint64_t addr)
+/* Contexts a boundary is tried in, until one reaches it. */
+enum {
+	VARIANT_PLAIN = 0,
+	VARIANT_WRONG_GS = 1,	/* interrupted code runs on the user GS base */
+	VARIANT_NO_DR7 = 2,	/* no breakpoint armed: do_nmi's DR7 code skipped */
+};
+
+static struct case_result run_boundary(uint64_t addr, unsigned variant)
 {
+	bool wrong_gs = variant & VARIANT_WRONG_GS;
 	struct case_result res = { false, false };
 	struct nmi_test_ctx ctx;
 	struct nmi_cpu_stats before, after;
 	struct percpu *pc = this_cpu();
-	unsigned cpu = this_cpu_id();
+	unsigned cpu = pc->cpu;
 	uint64_t nested0 = pc->nmi_asm_nested, repeat0 = pc->nmi_asm_in_repeat;
 	bool in_repeat_region = addr >= (uint64_t)repeat_nmi && addr < (uint64_t)end_repeat_nmi;
 
@@ -131,23 +156,55 @@ static struct case_result run_boundary(uint64_t addr)
 	atomic_store(&test_calls, 0);
 	atomic_store(&bp_fired, 0);
 	first_rip = 0;
-	if (text_poke_int3(addr, &bp_orig) != 0) {
-		kt_diag("boundary %#llx: int3 refused", (unsigned long long)addr);
-		return res;
-	}
-	bp_addr = addr;
-
 	/* An enabled breakpoint on code never run, so do_nmi's DR7 save/restore runs. */
-	write_dr(1, (uint64_t)nmi_test_never_called);
-	write_dr7(0x400 | (1u << 2));
+	write_dr7(0x400);
+	if (!(variant & VARIANT_NO_DR7))
+		hw_breakpoint_exec(1, (uint64_t)nmi_test_never_called);
+	/*
+	 * Assembly: a hardware breakpoint, whose #DB runs on its own IST stack
+	 * (an int3 there could overwrite the saved frame: nmi_int3_forbidden()).
+	 * do_nmi(): an int3, because DR7 is parked while the handler runs.
+	 */
+	bool in_asm = addr >= (uint64_t)asm_nmi && addr < (uint64_t)nmi_entry_end;
+	/*
+	 * For the assembly, the handler takes no exception: NMIs stay blocked
+	 * until the #DB's own IRET, so the nested NMI lands exactly at `addr`
+	 * (an NMI taken inside the #DB handler in the exit tail is the hazard
+	 * nmi_exit_or_repeat() documents).  In do_nmi() the handler's #PF is
+	 * wanted: it makes CR2 change, so the CR2 restore runs.
+	 */
+	test_take_pf = !in_asm;
+	if (in_asm) {
+		db_addr = addr;
+		if (nmi_test_breakpoint(0, addr) != 0) {
+			kt_diag("boundary %#llx: hardware breakpoint refused", (unsigned long long)addr);
+			db_addr = 0;
+			return res;
+		}
+	} else {
+		if (text_poke_int3(addr, &bp_orig) != 0) {
+			kt_diag("boundary %#llx: int3 refused", (unsigned long long)addr);
+			return res;
+		}
+		bp_addr = addr;
+	}
 
 	fill_ctx(&ctx);
 	lapic_write(LAPIC_ICR_HIGH, pc->apic_id << ICR_DEST_SHIFT);
 	atomic_fetch_add(&test_pending, 1);
+	/*
+	 * wrong_gs: run the interrupted context with the user GS base loaded,
+	 * as kernel code between two SWAPGSes does; the entry must SWAPGS.
+	 */
+	if (wrong_gs)
+		__asm__ volatile("swapgs" ::: "memory");
 	nmi_test_ctx_run(&ctx);
+	if (wrong_gs)
+		__asm__ volatile("swapgs" ::: "memory");
 	bool arrived = wait_claimed(2);
 
 	write_dr7(0x400);
+	db_addr = 0;
 	if (bp_addr) {		/* never reached: put the byte back */
 		text_poke_byte(addr, bp_orig);
 		bp_addr = 0;
@@ -167,7 +224,7 @@ static struct case_result run_boundary(uint64_t addr)
 		ok &= pc->nmi_asm_in_repeat == repeat0 + 1 && pc->nmi_asm_nested == nested0;
 	else
 		ok &= pc->nmi_asm_nested == nested0 + 1 && pc->nmi_asm_in_repeat == repeat0;
-	if (!ok)
+	if (!ok && res.fired)
 		kt_diag("boundary %#llx: fired=%d arrived=%d claimed=%lu calls=%lu unknown+%llu "
 			"nested+%llu in_repeat+%llu first_rip=%#llx regs_bad=%d",
 			(unsigned long long)addr, res.fired, arrived, atomic_load(&test_claimed), calls,
@@ -188,11 +245,17 @@ static bool install_test_handlers(void)
 		nmi_unregister(NMI_LOCAL, "nmitest");
 		return false;
 	}
+	if (trap_set_handler(1, test_db_handler) != 0) {
+		trap_clear_handler(3, test_bp_handler);
+		nmi_unregister(NMI_LOCAL, "nmitest");
+		return false;
+	}
 	return true;
 }
 
 static void remove_test_handlers(void)
 {
+	trap_clear_handler(1, test_db_handler);
 	trap_clear_handler(3, test_bp_handler);
 	nmi_unregister(NMI_LOCAL, "nmitest");
 	nmi_test_hook = 0;
@@ -208,9 +271,15 @@ KTEST(nmi, nested_nmi_at_every_boundary)
 	nmi_test_hook = test_hook;
 	uint64_t covered = 0;
 	for (uint64_t i = 0; i < nmi_boundary_count; i++) {
-		struct case_result r = run_boundary(nmi_boundary_addr[i]);
+		static const unsigned variants[] = { VARIANT_PLAIN, VARIANT_WRONG_GS, VARIANT_NO_DR7 };
+		struct case_result r = { false, false };
+		for (unsigned v = 0; v < 3 && !r.fired; v++)
+			r = run_boundary(nmi_boundary_addr[i], variants[v]);
 		if (r.ok)
 			covered++;
+		else if (!r.fired)
+			kt_diag("boundary %#llx: never reached in any variant",
+				(unsigned long long)nmi_boundary_addr[i]);
 	}
 	remove_test_handlers();
 	irq_restore(flags);
@@ -227,9 +296,17 @@ KTEST(nmi, prologue_refuses_breakpoints)
 		if (text_poke_int3(a, &orig) != 0)
 			refused++;
 	KT_EXPECT_EQ(refused, total);
-	/* ...and the first repeat_nmi instruction is allowed (it is a boundary). */
-	KT_EXPECT_EQ(text_poke_int3((uint64_t)repeat_nmi, &orig), 0);
-	text_poke_byte((uint64_t)repeat_nmi, orig);
+	for (uint64_t a = (uint64_t)asm_nmi; a < (uint64_t)nmi_prologue_end; a++)
+		KT_EXPECT_TRUE(nmi_breakpoint_forbidden(a));
+	/* Repeat region and exit tail: both kinds refused to ordinary users. */
+	KT_EXPECT_NE(text_poke_int3((uint64_t)repeat_nmi, &orig), 0);
+	KT_EXPECT_NE(text_poke_int3((uint64_t)nmi_final_iret, &orig), 0);
+	KT_EXPECT_NE(hw_breakpoint_exec(0, (uint64_t)repeat_nmi), 0);
+	KT_EXPECT_NE(hw_breakpoint_exec(0, (uint64_t)nmi_final_iret), 0);
+	KT_EXPECT_NE(hw_breakpoint_exec(0, (uint64_t)asm_nmi), 0);
+	/* The body is fair game for both. */
+	KT_EXPECT_EQ(text_poke_int3((uint64_t)do_nmi, &orig), 0);
+	text_poke_byte((uint64_t)do_nmi, orig);
 }
 
 KTEST(nmi, self_nmi_round_trip_restores_context)

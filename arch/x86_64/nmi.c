@@ -30,6 +30,17 @@ _Static_assert(offsetof(struct nmi_stack_top, percpu) ==
 _Static_assert(offsetof(struct regs, rip) + sizeof(struct iret_frame) == sizeof(struct regs),
 	       "struct regs must end with the iret frame");
 
+bool nmi_exit_or_repeat(uint64_t addr)
+{
+	return (addr >= (uint64_t)repeat_nmi && addr < (uint64_t)end_repeat_nmi) ||
+	       (addr >= (uint64_t)nmi_exit_tail && addr <= (uint64_t)nmi_final_iret);
+}
+
+bool nmi_int3_forbidden(uint64_t addr)
+{
+	return nmi_breakpoint_forbidden(addr) || nmi_exit_or_repeat(addr);
+}
+
 #define DR7_ENABLES	0xffull		/* L0-L3, G0-G3 */
 #define DR7_RESET	0x400ull
 

@@ -223,6 +223,16 @@ end_repeat_nmi:
 	addq	$16, %rsp			/* vector, error: rsp = saved frame */
 	addq	$(NMIST_WORKING - NMIST_SAVED), %rsp	/* rsp = working frame */
 	/*
+	 * From here to the IRETQ, RSP is above the saved frame: an exception
+	 * that pushes on the current stack would overwrite it, and a nested NMI
+	 * would then repeat with a corrupted frame.  None can happen (these two
+	 * instructions cannot fault, and int3 is refused here); only IST
+	 * exceptions (#DB from a hardware breakpoint, #MC), which use their own
+	 * stacks, can.  The same holds for the copy in repeat_nmi.
+	 */
+	.globl	nmi_exit_tail
+nmi_exit_tail:
+	/*
 	 * Clearing `executing` opens the exit window: a nested NMI from here on
 	 * is caught by check 4 (its RIP is nmi_final_iret).
 	 */

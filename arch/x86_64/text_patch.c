@@ -26,9 +26,32 @@ void text_poke_byte(uint64_t addr, uint8_t val)
 int text_poke_int3(uint64_t addr, uint8_t *orig)
 {
 	/* docs/nmi-entry.md "The prologue may not trap". */
-	if (nmi_breakpoint_forbidden(addr))
+	if (nmi_int3_forbidden(addr))
 		return -1;
 	*orig = *(volatile uint8_t *)addr;
 	text_poke_byte(addr, 0xcc);
 	return 0;
+}
+
+static int arm_exec_breakpoint(int n, uint64_t addr)
+{
+	write_dr(n, addr);
+	/* Ln enable, R/Wn = 00 (instruction), LENn = 00. */
+	write_dr7(read_dr7() | 0x400 | (1ull << (2 * n)));
+	return 0;
+}
+
+int hw_breakpoint_exec(int n, uint64_t addr)
+{
+	if (n < 0 || n > 3 || nmi_breakpoint_forbidden(addr) || nmi_exit_or_repeat(addr))
+		return -1;
+	return arm_exec_breakpoint(n, addr);
+}
+
+int nmi_test_breakpoint(int n, uint64_t addr)
+{
+	/* The caller keeps NMIs blocked until this breakpoint's own IRET. */
+	if (n < 0 || n > 3 || nmi_breakpoint_forbidden(addr))
+		return -1;
+	return arm_exec_breakpoint(n, addr);
 }

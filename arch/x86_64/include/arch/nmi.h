@@ -39,7 +39,7 @@ struct nmi_stack_top *nmi_stack_top_of(unsigned int cpu);
 
 /* Entry code labels (nmi_entry.S). */
 extern char asm_nmi[], nmi_prologue_end[], repeat_nmi[], end_repeat_nmi[];
-extern char nmi_final_iret[], nmi_entry_end[];
+extern char nmi_final_iret[], nmi_exit_tail[], nmi_entry_end[];
 
 /* C entry called by nmi_entry.S on the NMI stack or, from ring 3, the task stack. */
 void do_nmi(struct regs *r);
@@ -50,6 +50,20 @@ void do_nmi(struct regs *r);
  * trap (docs/nmi-entry.md, "The prologue may not trap").
  */
 bool nmi_breakpoint_forbidden(uint64_t addr);
+
+/*
+ * True where RSP lies above the saved frame or `executing` may be clear while
+ * the outer NMI still needs its frames: the repeat_nmi region and the exit
+ * tail.  No exception may be taken there once NMIs are unblocked: an int3's
+ * frame would overwrite the saved frame, and an NMI arriving inside any
+ * exception handler there (its RIP is then not nmi_final_iret) would be taken
+ * for a first NMI.  So kernel breakpoints of both kinds are refused there;
+ * only the entry test arms a hardware breakpoint there, while NMIs are still
+ * blocked (nmi_test_breakpoint()).
+ */
+bool nmi_exit_or_repeat(uint64_t addr);
+
+bool nmi_int3_forbidden(uint64_t addr);	/* prologue, repeat region, exit tail */
 
 /* Test hook: leave DR7 armed while the handler runs (default: disabled). */
 extern volatile bool nmi_keep_dr7;

@@ -45,9 +45,16 @@ struct nmi_test_ctx {
 void nmi_test_ctx_run(struct nmi_test_ctx *c);
 extern char nmi_test_ctx_window[], nmi_test_ctx_window_end[];
 
-/* Write an int3 at addr, saving the original byte; refused (-1) in the NMI prologue. */
+/* Write an int3 at addr, saving the original byte; -1 where nmi_int3_forbidden(). */
 int text_poke_int3(uint64_t addr, uint8_t *orig);
 void text_poke_byte(uint64_t addr, uint8_t val);
+/* Arm DRn as an instruction breakpoint at addr; -1 on the NMI entry's unsafe parts. */
+int hw_breakpoint_exec(int n, uint64_t addr);
+/*
+ * The entry test's variant: also allows the repeat region and the exit tail.
+ * Only for a caller that guarantees NMIs are blocked when it fires.
+ */
+int nmi_test_breakpoint(int n, uint64_t addr);
 #endif
 
 #endif
