@@ -17,8 +17,10 @@ extern const struct nk_param __stop_nk_params[] __attribute__((weak));
 
 /* Longest single parameter (name=value) the parser accepts. */
 #define PARAM_TOKEN_MAX		256
-/* Room for the list of unknown parameters in the one warning. */
-#define UNKNOWN_LIST_MAX	192
+/* Room for the list of unknown parameters: the warning must fit one log record. */
+#define UNKNOWN_LIST_MAX	160
+_Static_assert(UNKNOWN_LIST_MAX + 64 <= NK_LOG_TEXT_MAX,
+	       "the unknown-parameter warning must fit in one log record");
 
 static bool defaults_saved;
 static const char *init_args;

@@ -107,14 +107,16 @@ struct nk_param {
 #define NK_PARAM_UINT(pname, pvar, pmin, pmax, pdesc)				\
 	_Static_assert(NK__PARAM_IS_UNSIGNED(pvar),				\
 		       "NK_PARAM_UINT " pname ": the variable must be unsigned"); \
-	_Static_assert((pmin) <= (pmax), "NK_PARAM_UINT " pname ": min > max"); \
+	_Static_assert((unsigned long long)(pmax) - (unsigned long long)(pmin) <= \
+		       (unsigned long long)(pmax), "NK_PARAM_UINT " pname ": min > max"); \
 	NK__PARAM(pname, NK_PARAM_T_UINT, pvar, pdesc,				\
 		  .umin = (pmin), .umax = (pmax))
 
 #define NK_PARAM_INT(pname, pvar, pmin, pmax, pdesc)				\
 	_Static_assert(NK__PARAM_IS_SIGNED(pvar),				\
 		       "NK_PARAM_INT " pname ": the variable must be signed");	\
-	_Static_assert((pmin) <= (pmax), "NK_PARAM_INT " pname ": min > max"); \
+	_Static_assert((long long)(pmin) <= (long long)(pmax),			\
+		       "NK_PARAM_INT " pname ": min > max");			\
 	NK__PARAM(pname, NK_PARAM_T_INT, pvar, pdesc,				\
 		  .imin = (pmin), .imax = (pmax))
 
