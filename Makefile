@@ -30,6 +30,9 @@ ASFLAGS     := -D__ASSEMBLER__ $(KINCLUDES) -g -MMD -MP
 LDFLAGS     := -nostdlib -static -z max-page-size=0x1000 -z noexecstack --no-warn-rwx-segments
 
 # Optional debug build switches (see docs/nmi-entry.md): make NMI_SELF_IRET=1
+ifeq ($(NMI_NO_NEST_CHECKS),1)
+ASFLAGS += -DNMI_NO_NEST_CHECKS=1
+endif
 ifeq ($(NMI_SELF_IRET),1)
 ASFLAGS += -DNMI_SELF_IRET=1
 KCFLAGS += -DNMI_SELF_IRET=1

@@ -51,6 +51,13 @@ asm_nmi:
 	 */
 	testb	$3, IRET_CS - NMIST_SCRATCH(%rsp)
 	jnz	nmi_from_user
+#ifdef NMI_NO_NEST_CHECKS
+	/*
+	 * Demonstration build only (make NMI_NO_NEST_CHECKS=1): every kernel NMI
+	 * is taken for a first NMI.  nmi.nested_nmi_at_every_boundary must fail.
+	 */
+	jmp	nmi_first
+#endif
 
 	/*
 	 * Check 2: interrupted inside [repeat_nmi, end_repeat_nmi): the outer NMI
