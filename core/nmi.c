@@ -732,7 +732,9 @@ int nmi_shootdown_cpus(void (*on_cpu)(struct nmi_frame *f))
 	 * not stop a panic).  The exchange publishes the callback above.
 	 */
 	atomic_exchange_explicit(&nmi_emergency, nmi_shootdown_stop, memory_order_seq_cst);
-	os_send_nmi_allbutself();
+	/* Nobody else online (early boot, or -smp 1): no IPI, the APIC may not be up. */
+	if (want)
+		os_send_nmi_allbutself();
 
 	start = os_timestamp_ns();
 	while (atomic_load_explicit(&nmi_shootdown_acks, memory_order_acquire) < want) {
