@@ -18,14 +18,23 @@
 #include <kernel/time.h>
 #include <nmikit/nmi.h>
 
-/* Spin (PAUSE) until cond() or `ms` of TSC time; returns cond()'s last value. */
+/*
+ * Wait until cond() or `ms` of TSC time; returns cond()'s last value.  With
+ * interrupts on, wait in HLT (the tick or an NMI wakes us): under -icount
+ * with many CPUs a PAUSE loop makes QEMU cycle through every vCPU for each
+ * iteration, while HLT lets virtual time skip to the next event.
+ */
 static bool wait_ms(bool (*cond)(void), unsigned int ms)
 {
 	uint64_t end = rdtsc() + ns_to_tsc((uint64_t)ms * 1000000u);
+	bool can_halt = irqs_enabled() && lapic_timer_rate;
 	while (!cond()) {
 		if ((int64_t)(rdtsc() - end) > 0)
 			return cond();
-		cpu_relax();
+		if (can_halt)
+			cpu_halt();
+		else
+			cpu_relax();
 	}
 	return true;
 }

@@ -12,8 +12,17 @@
 #include <nmikit/format.h>
 #include <nmikit/log.h>
 
-uint64_t tsc_hz = 1000000000u;
-static const struct tsc_scale boot_scale = { .mult = 1ull << TSC_SHIFT };
+/*
+ * Before calibration the TSC is taken to run at TSC_GUESS_HZ.  The guess is
+ * deliberately higher than any real TSC, so the early clock runs slow, never
+ * fast: at calibration the clock can then jump forward to the true time
+ * since reset instead of having to go backwards.
+ */
+#define TSC_GUESS_HZ	8000000000ull
+uint64_t tsc_hz = TSC_GUESS_HZ;
+static const struct tsc_scale boot_scale = {
+	.mult = (1000000000ull << TSC_SHIFT) / TSC_GUESS_HZ,
+};
 static struct tsc_scale calibrated_scale;
 const struct tsc_scale *volatile tsc_scale_now = &boot_scale;
 static const char *reference = "none";
@@ -165,11 +174,19 @@ void tsc_calibrate(void)
 		       (unsigned long long)hz, c->name);
 		hz = 1000000000u;
 	}
-	/* Continue the uncalibrated clock from where it is now, at the measured rate. */
+	/*
+	 * From now on the clock reads time since reset (QEMU and firmware start
+	 * the TSC at 0).  Should the early clock already be past that (a TSC
+	 * faster than the guess), carry on from where it is instead: the clock
+	 * never goes backwards.
+	 */
 	uint64_t now = rdtsc();
-	calibrated_scale.base_ns = tsc_to_ns(now);
+	uint64_t mult = (1000000000ull << TSC_SHIFT) / hz;
+	uint64_t since_reset = (uint64_t)(((unsigned __int128)now * mult) >> TSC_SHIFT);
+	uint64_t early = tsc_to_ns(now);
+	calibrated_scale.base_ns = since_reset > early ? since_reset : early;
 	calibrated_scale.base_tsc = now;
-	calibrated_scale.mult = (1000000000ull << TSC_SHIFT) / hz;
+	calibrated_scale.mult = mult;
 	tsc_hz = hz;
 	__atomic_store_n(&tsc_scale_now, &calibrated_scale, __ATOMIC_RELEASE);
 	lapic_timer_rate = res.lapic * c->hz / res.ref;

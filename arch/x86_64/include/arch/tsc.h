@@ -13,16 +13,17 @@
 #include <stdint.h>
 #include <arch/cpu.h>
 
-/* Measured TSC ticks per second (1 GHz assumed until tsc_calibrate()). */
+/* Measured TSC ticks per second (a deliberately high guess until tsc_calibrate()). */
 extern uint64_t tsc_hz;
 
 /*
  * The clock's scale: ns = base_ns + (tsc - base_tsc) * mult / 2^TSC_SHIFT.
- * Until calibration the TSC counts as 1 GHz from 0.  Calibration publishes
- * a second scale whose base is the old clock's reading at that instant, so
- * the clock never jumps backwards (log timestamps stay ordered).  The scale
- * is switched with one pointer store: an NMI sees either the old scale or
- * the new one, never a mix.
+ * Until calibration the TSC counts from 0 at a guessed rate higher than any
+ * real TSC's, so the early clock runs slow.  Calibration publishes a second
+ * scale based at the true time since reset (or at the early clock's
+ * reading, if that is ahead), so the clock never jumps backwards and log
+ * timestamps stay ordered.  The scale is switched with one pointer store:
+ * an NMI sees either the old scale or the new one, never a mix.
  */
 struct tsc_scale {
 	uint64_t mult;
