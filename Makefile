@@ -103,7 +103,7 @@ debug: deps $(KERNEL)
 	tools/ensure-deps gdb
 	tools/nmikit-qemu --smp 4 --gdb & sleep 1; gdb -q -x tools/gdbinit; kill %1 2>/dev/null || true
 
-scenarios: $(KERNEL)
+scenarios: $(KERNEL) $(BUILD)/nmikit-test.iso
 	@tools/run-scenarios $(if $(FILTER),--filter '$(FILTER)')
 TEST_SUITES += scenarios
 
@@ -112,16 +112,22 @@ test: test-deps
 	@tools/test-all $(TEST_SUITES)
 
 # A GRUB rescue ISO that boots the same ELF through its Multiboot2 header.
-ISO := $(BUILD)/nmikit.iso
+# $(call make-iso,OUTPUT,KERNEL COMMAND LINE)
 ISO_CMDLINE ?=
 ISO_DEPS := grub-pc-bin grub-common xorriso mtools
-iso: $(ISO)
-$(ISO): $(KERNEL)
+define make-iso
 	@tools/ensure-deps $(ISO_DEPS)
-	@mkdir -p $(BUILD)/iso/boot/grub
-	cp $(KERNEL) $(BUILD)/iso/boot/nmikit.elf
-	printf 'set timeout=0\nset default=0\nserial --unit=0 --speed=115200\nterminal_output serial\nmenuentry "nmikit" {\n  multiboot2 /boot/nmikit.elf %s\n  boot\n}\n' '$(ISO_CMDLINE)' > $(BUILD)/iso/boot/grub/grub.cfg
-	grub-mkrescue -o $@ $(BUILD)/iso >$(BUILD)/iso.log 2>&1 || { cat $(BUILD)/iso.log; exit 1; }
+	@rm -rf $(1).d && mkdir -p $(1).d/boot/grub
+	cp $(KERNEL) $(1).d/boot/nmikit.elf
+	printf 'set timeout=0\nset default=0\nserial --unit=0 --speed=115200\nterminal_output serial\nmenuentry "nmikit" {\n  multiboot2 /boot/nmikit.elf %s\n  boot\n}\n' '$(2)' > $(1).d/boot/grub/grub.cfg
+	grub-mkrescue -o $(1) $(1).d >$(1).log 2>&1 || { cat $(1).log; exit 1; }
+endef
+iso: $(BUILD)/nmikit.iso
+$(BUILD)/nmikit.iso: $(KERNEL)
+	$(call make-iso,$@,$(ISO_CMDLINE))
+# The scenario boot.grub_iso boots this one (boot tests on its command line).
+$(BUILD)/nmikit-test.iso: $(KERNEL)
+	$(call make-iso,$@,test=boot.*)
 
 compile_commands.json:
 	@tools/gen-compile-commands "$(CC)" "$(CORE_CFLAGS)" "$(KCFLAGS)" "$(ASFLAGS)" > $@

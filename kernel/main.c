@@ -92,6 +92,7 @@ static void boot_cpu_continue(void)
 
 	/* Step 9: start the other CPUs; NMI self-test on every CPU. */
 	smp_boot();
+	nmi_selftest_boot();
 
 	/* Step 10: interrupts on; run tests (test=GLOB) or start the shell. */
 	if (!task_create_kernel(boot_test_glob[0] ? "ktest" : "shell",

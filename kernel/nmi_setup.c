@@ -137,6 +137,7 @@ int nmi_selftest_boot(void)
 	if (failed)
 		pr_err("NMI self-test: FAILED on %u of %u CPUs\n", failed, online);
 	else
-		pr_info("NMI self-test: %u CPUs, each got a self NMI and one from every CPU: ok\n", online);
+		pr_info("NMI self-test: %u CPU%s, each got a self NMI and one from every CPU: ok\n",
+			online, online == 1 ? "" : "s");
 	return failed ? -1 : 0;
 }
