@@ -766,7 +766,13 @@ void nk_params_print_help(nk_write_fn *write, void *arg)
 		nk_param_format_range(p, range, sizeof(range));
 		nk_param_format_value(p, true, dflt, sizeof(dflt));
 		nk_param_format_value(p, false, cur, sizeof(cur));
-		nk_wprintf(write, arg, "%-20s %-18s %-10s %s", p->name, range, dflt, p->desc);
+		/* Values or default too wide for their column: description below. */
+		if (strlen(range) <= 18 && strlen(dflt) <= 10)
+			nk_wprintf(write, arg, "%-20s %-18s %-10s %s", p->name, range, dflt,
+				   p->desc);
+		else
+			nk_wprintf(write, arg, "%-20s %s (default %s)\n%-20s %-18s %-10s %s",
+				   p->name, range, dflt, "", "", "", p->desc);
 		if (str_same(cur, dflt))
 			nk_wprintf(write, arg, "\n");
 		else

@@ -5,6 +5,7 @@
  * and register with SHELL_CMD.  Runs in a kernel thread, never in interrupt
  * or NMI context (its output waits for the console).
  */
+#include <kernel/console.h>
 #include <kernel/ktest.h>
 #include <kernel/shell.h>
 
@@ -14,12 +15,6 @@
 #include <nmikit/param.h>
 
 #include <stdarg.h>
-
-/*
- * Console input, from the kernel's console driver (<kernel/console.h>):
- * blocks until a byte arrives; negative on error.
- */
-int console_getc(void);
 
 extern const struct shell_cmd __start_shell_cmds[] __attribute__((weak));
 extern const struct shell_cmd __stop_shell_cmds[] __attribute__((weak));
@@ -177,7 +172,12 @@ static void help_list(void)
 		}
 		if (!next)
 			break;
-		shell_printf("  %-9s %-22s %s\n", next->name, next->usage, next->help);
+		/* A long usage gets its own line, the help text under it. */
+		if (strlen(next->name) <= 9 && strlen(next->usage) <= 22)
+			shell_printf("  %-9s %-22s %s\n", next->name, next->usage, next->help);
+		else
+			shell_printf("  %-9s %s\n  %-9s %-22s %s\n", next->name, next->usage,
+				     "", "", next->help);
 		prev = next->name;
 	}
 }

@@ -706,6 +706,13 @@ static void storm_nmi(int sig)
 	atomic_fetch_add(&storm_signals, 1);
 	if (tl_printing)
 		atomic_fetch_add(&storm_sig_printing, 1);
+	/*
+	 * The throttled storm must not wrap the ring: when the host preempts
+	 * the owner thread, the writers wait, but their timers keep firing.
+	 */
+	if (atomic_load(&storm_throttle) &&
+	    atomic_load(&storm_logged) - atomic_load(&cap_lines) > STORM_WINDOW)
+		return;
 	nk_log(NK_LOG_INFO, "t%u s%u", tl_cpu, ++tl_sig_seq);
 	atomic_fetch_add(&storm_logged, 1);
 }
