@@ -16,6 +16,8 @@
 #include <arch/serial.h>
 #include <kernel/ktest.h>
 #include <kernel/nmi_setup.h>
+#include <kernel/tick.h>
+#include <kernel/time.h>
 #include <kernel/panic.h>
 #include <kernel/sched.h>
 #include <kernel/shell.h>
@@ -89,12 +91,14 @@ static void boot_cpu_continue(void)
 
 	/* Step 8: scheduler, idle and kernel threads. */
 	sched_init();
+	timer_set_tick_handler(kernel_tick);
 
 	/* Step 9: start the other CPUs; NMI self-test on every CPU. */
 	smp_boot();
 	nmi_selftest_boot();
 
 	/* Step 10: interrupts on; run tests (test=GLOB) or start the shell. */
+	time_report_boot();
 	if (!task_create_kernel(boot_test_glob[0] ? "ktest" : "shell",
 				boot_test_glob[0] ? boot_tests_task : shell_task, NULL, 0))
 		panic("cannot start the first kernel thread");

@@ -697,7 +697,6 @@ void sched_init(void)
 
 	sched_init_cpu(0);
 	irq_set_exit_hook(sched_irq_exit);
-	timer_set_tick_handler(sched_tick);
 	if (!smp_add_ap_init(sched_ap_init))
 		panic("sched: no room for the scheduler's AP init hook");
 	smp_set_ap_idle(sched_ap_idle);
