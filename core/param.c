@@ -752,15 +752,35 @@ int nk_params_parse(const char *cmdline)
 
 /* --- help ------------------------------------------------------------------------ */
 
-void nk_params_print_help(nk_write_fn *write, void *arg)
+/*
+ * The parameter that sorts right after `prev` by name (the first one if
+ * `prev` is NULL), for listings that do not depend on link order.
+ */
+static const struct nk_param *next_by_name(const struct nk_param *prev)
 {
 	size_t n = nk_params_count();
+	const struct nk_param *best = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct nk_param *p = &__start_nk_params[i];
+
+		if (prev && (strcmp(p->name, prev->name) < 0 ||
+			     (strcmp(p->name, prev->name) == 0 && p <= prev)))
+			continue;
+		if (!best || strcmp(p->name, best->name) < 0)
+			best = p;
+	}
+	return best;
+}
+
+void nk_params_print_help(nk_write_fn *write, void *arg)
+{
+	const struct nk_param *p = NULL;
 
 	save_defaults();
 	nk_wprintf(write, arg, "%-20s %-18s %-10s %s\n", "PARAMETER", "VALUES", "DEFAULT",
 		   "DESCRIPTION");
-	for (size_t i = 0; i < n; i++) {
-		const struct nk_param *p = &__start_nk_params[i];
+	while ((p = next_by_name(p))) {
 		char range[64], dflt[48], cur[48];
 
 		nk_param_format_range(p, range, sizeof(range));
@@ -780,20 +800,35 @@ void nk_params_print_help(nk_write_fn *write, void *arg)
 	}
 }
 
+/* Copy `s` with every '|' escaped, so it can sit in a Markdown table cell. */
+static void md_escape(const char *s, char *out, size_t size)
+{
+	size_t n = 0;
+
+	for (; *s && n + 2 < size; s++) {
+		if (*s == '|')
+			out[n++] = '\\';
+		out[n++] = *s;
+	}
+	out[n] = '\0';
+}
+
 void nk_params_print_markdown(nk_write_fn *write, void *arg)
 {
-	size_t n = nk_params_count();
+	const struct nk_param *p = NULL;
 
 	save_defaults();
 	nk_wprintf(write, arg, "| parameter | type | values | default | description |\n");
 	nk_wprintf(write, arg, "|---|---|---|---|---|\n");
-	for (size_t i = 0; i < n; i++) {
-		const struct nk_param *p = &__start_nk_params[i];
-		char range[64], dflt[48];
+	while ((p = next_by_name(p))) {
+		char range[64], dflt[48], erange[128], edflt[96], edesc[200];
 
 		nk_param_format_range(p, range, sizeof(range));
 		nk_param_format_value(p, true, dflt, sizeof(dflt));
+		md_escape(range, erange, sizeof(erange));
+		md_escape(dflt, edflt, sizeof(edflt));
+		md_escape(p->desc, edesc, sizeof(edesc));
 		nk_wprintf(write, arg, "| `%s` | %s | %s | %s | %s |\n", p->name,
-			   nk_param_type_name(p), range, dflt, p->desc);
+			   nk_param_type_name(p), erange, edflt, edesc);
 	}
 }

@@ -22,6 +22,10 @@ extern const struct shell_cmd __stop_shell_cmds[] __attribute__((weak));
 static struct shell_editor shell_ed;
 static bool shell_started;
 
+static char shell_run[SHELL_LINE_MAX];
+NK_PARAM_STR("shell_run", shell_run,
+	     "commands the shell runs before its first prompt, separated by ';'");
+
 static size_t cmd_count(void)
 {
 	if (!__start_shell_cmds || !__stop_shell_cmds)
@@ -103,6 +107,29 @@ int shell_execute(const char *line)
 	return rc;
 }
 
+void shell_run_script(const char *cmds)
+{
+	char buf[SHELL_LINE_MAX];
+	char *p = buf;
+
+	if (nk_strlcpy(buf, cmds, sizeof(buf)) >= sizeof(buf)) {
+		shell_printf("nmikit: command script longer than %d characters\n",
+			     SHELL_LINE_MAX - 1);
+		return;
+	}
+	while (*p) {
+		char *end = strchr(p, ';');
+
+		if (end)
+			*end = '\0';
+		shell_printf("%s%s\n", SHELL_PROMPT, p);
+		shell_execute(p);
+		if (!end)
+			break;
+		p = end + 1;
+	}
+}
+
 /* --- the loop ------------------------------------------------------------------------ */
 
 static void shell_start(void)
@@ -133,6 +160,8 @@ void shell_feed(int ch)
 
 void shell_main(void)
 {
+	if (shell_run[0])
+		shell_run_script(shell_run);
 	shell_start();
 	for (;;) {
 		int ch = console_getc();

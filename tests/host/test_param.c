@@ -446,6 +446,10 @@ static void param_markdown_table_has_a_row_per_parameter(void)
 	nk_params_print_markdown(text_write, &t);
 	CHECK(strstr(t.buf, "| parameter | type | values | default | description |\n"));
 	CHECK(strstr(t.buf, "| `watchdog_thresh` | uint | 0..60 | 10 | seconds without"));
+	/* '|' inside a cell is escaped; rows are sorted by name. */
+	CHECK(strstr(t.buf, "| `t_mode` | enum | off\\|warn\\|panic | warn | what to do |\n"));
+	CHECK(strstr(t.buf, "| `t_bool` |") < strstr(t.buf, "| `t_cpus` |"));
+	CHECK(strstr(t.buf, "| `t_cpus` |") < strstr(t.buf, "| `watchdog_thresh` |"));
 	for (const char *p = t.buf; (p = strstr(p, "\n| `")); p++)
 		rows++;
 	CHECK(rows == nk_params_count());

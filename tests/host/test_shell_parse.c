@@ -456,6 +456,17 @@ static void shell_feed_prompts_echoes_and_runs(void)
 	CHECK(strcmp(out, "oops^C\r\nnmikit> ") == 0);
 }
 
+static void shell_script_runs_each_command_as_if_typed(void)
+{
+	out_reset();
+	shell_run_script("echo2 one;echo2 two  three;;nosuch");
+	CHECK(strcmp(out, "nmikit> echo2 one\none\n"
+			  "nmikit> echo2 two  three\ntwo|three\n"
+			  "nmikit> \n"
+			  "nmikit> nosuch\nnmikit: unknown command 'nosuch' (try 'help')\n") == 0);
+	CHECK(nk_param_find("shell_run") != NULL);
+}
+
 /* --- ktest --------------------------------------------------------------------------------- */
 
 static void ktest_glob_matches_star_and_question_mark(void)
@@ -578,6 +589,7 @@ int main(void)
 	RUN(shell_param_shows_and_sets_at_run_time);
 	RUN(shell_log_shows_the_last_records);
 	RUN(shell_feed_prompts_echoes_and_runs);
+	RUN(shell_script_runs_each_command_as_if_typed);
 	RUN(ktest_glob_matches_star_and_question_mark);
 	RUN(ktest_count_selects_by_suite_case_and_lists);
 	RUN(ktest_run_prints_ktap_v1_with_nested_suites);

@@ -54,6 +54,13 @@ void shell_main(void);
 int shell_execute(const char *line);
 
 /*
+ * Run commands separated by ';' (no quoting across a ';'), each shown after
+ * the prompt as if typed.  shell_main() first runs the `shell_run=` boot
+ * parameter this way: `shell_run="help params md;poweroff"`.
+ */
+void shell_run_script(const char *cmds);
+
+/*
  * Feed one input character to the shell (what shell_main does with each
  * console_getc()).  The first call prints the prompt.
  */
