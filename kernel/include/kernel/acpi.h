@@ -280,7 +280,7 @@ int acpi_parse_fadt(const void *buf, size_t len, struct acpi_fadt_info *out);
 
 /*
  * Find the \_S5 package in a DSDT's AML and return its first two values
- * (SLP_TYPa and SLP_TYPb for soft-off).  This is a byte scan for the name
+ * (SLP_TYPa and SLP_TYPb for soft-off, masked to the 3-bit SLP_TYP field).  This is a byte scan for the name
  * object, not an AML interpreter: it accepts `Name (_S5, Package () {...})`
  * (optionally rooted, `\_S5_`) whose first two elements are integer
  * constants, which is what QEMU and most firmware emit.  ACPI_E_NOT_FOUND
