@@ -174,6 +174,10 @@ out:
 	nk_log_flush();
 }
 
+/*
+ * NMI-safe: yes.  Formats into a stack buffer (no shared state), then
+ * log_store(): no lock, no wait, no allocation.
+ */
 void nk_vlog(int level, const char *fmt, va_list ap)
 {
 	char buf[NK_LOG_TEXT_MAX + 1];
@@ -195,6 +199,7 @@ void nk_vlog(int level, const char *fmt, va_list ap)
 	log_store(level, buf, len, truncated);
 }
 
+/* NMI-safe: yes, as nk_vlog(). */
 void nk_log(int level, const char *fmt, ...)
 {
 	va_list ap;
@@ -246,6 +251,7 @@ uint64_t nk_log_first_seq(void)
 	return h > NK_LOG_RECORDS ? h - NK_LOG_RECORDS : 0;
 }
 
+/* NMI-safe: yes; reads only, bounded by one pass over the ring. */
 bool nk_log_read(uint64_t *seq, struct nk_log_record *rec)
 {
 	uint64_t h = nk_log_next_seq();
@@ -299,6 +305,7 @@ static size_t format_prefix(const struct nk_log_record *rec, unsigned flags,
 	return (size_t)n;
 }
 
+/* NMI-safe: yes; pure. */
 size_t nk_log_format(const struct nk_log_record *rec, unsigned flags,
 		     char *buf, size_t size)
 {
