@@ -268,6 +268,10 @@ static void remove_test_handlers(void)
 
 KTEST(nmi, nested_nmi_at_every_boundary)
 {
+#ifdef NMI_SELF_IRET
+	/* Every NMI runs unblocked in that build: the breakpoint could not be the first IRET. */
+	KT_SKIP("built with NMI_SELF_IRET: NMIs are never blocked in the handler");
+#endif
 	KT_ASSERT_TRUE(nmi_boundary_count > 0);
 	KT_ASSERT_TRUE(install_test_handlers());
 	uint64_t flags = irq_save();
@@ -398,6 +402,10 @@ static int burst_handler(unsigned type, struct nmi_frame *f)
 
 KTEST(nmi, ten_self_nmis_in_handler_give_one_more)
 {
+#ifdef NMI_SELF_IRET
+	KT_SKIP("built with NMI_SELF_IRET: NMIs are not latched while the handler runs");
+#endif
+	unsigned long calls;
 	atomic_store(&burst_calls, 0);
 	KT_ASSERT_TRUE(nmi_register(NMI_LOCAL, "burst", burst_handler, 0) == 0);
 	uint64_t flags = irq_save();
@@ -409,5 +417,6 @@ KTEST(nmi, ten_self_nmis_in_handler_give_one_more)
 	irq_restore(flags);
 	nmi_unregister(NMI_LOCAL, "burst");
 	/* The first call, plus exactly one latched NMI out of the ten sent. */
-	KT_EXPECT_EQ(atomic_load(&burst_calls), 2ul);
+	calls = atomic_load(&burst_calls);
+	KT_EXPECT_EQ(calls, 2ul);
 }
