@@ -91,10 +91,10 @@ $(KERNEL): $(OBJS) $(LDSCRIPT) $(BUILD)/tables-empty.o $(GEN_TABLES)
 		{ echo "error: code moved between link passes; symbol table would lie" >&2; rm -f $@; exit 1; }
 
 deps:
-	@tools/ensure-deps $(DEPS) $(RUN_DEPS)
+	@tools/bootstrap-deps $(DEPS) $(RUN_DEPS)
 
 test-deps:
-	@tools/ensure-deps $(DEPS) $(RUN_DEPS)
+	@tools/bootstrap-deps $(DEPS) $(RUN_DEPS)
 
 run: deps $(KERNEL)
 	tools/nmikit-qemu --smp 4 $(if $(CMDLINE),--cmdline "$(CMDLINE)")
