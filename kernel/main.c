@@ -14,11 +14,13 @@
 #include <arch/paging.h>
 #include <arch/percpu.h>
 #include <arch/serial.h>
+#include <kernel/bench.h>
 #include <kernel/ktest.h>
 #include <kernel/nmi_setup.h>
 #include <kernel/tick.h>
 #include <kernel/time.h>
 #include <kernel/panic.h>
+#include <kernel/rcu_setup.h>
 #include <kernel/sched.h>
 #include <kernel/shell.h>
 #include <nmikit/log.h>
@@ -89,8 +91,9 @@ static void boot_cpu_continue(void)
 	/* Step 7: NMI core (dispatch, statistics, self-test hooks). */
 	nmi_kernel_init();
 
-	/* Step 8: scheduler, idle and kernel threads. */
+	/* Step 8: scheduler, idle and kernel threads; RCU (needs the scheduler). */
 	sched_init();
+	rcu_kernel_init();
 	timer_set_tick_handler(kernel_tick);
 
 	/* Step 9: start the other CPUs; NMI self-test on every CPU. */
@@ -99,7 +102,9 @@ static void boot_cpu_continue(void)
 
 	/* Step 10: interrupts on; run tests (test=GLOB) or start the shell. */
 	time_report_boot();
-	if (!task_create_kernel(boot_test_glob[0] ? "ktest" : "shell",
+	if (bench_boot_glob[0])
+		bench_boot_start();	/* bench=GLOB: benchmarks, then power off */
+	else if (!task_create_kernel(boot_test_glob[0] ? "ktest" : "shell",
 				boot_test_glob[0] ? boot_tests_task : shell_task, NULL, 0))
 		panic("cannot start the first kernel thread");
 	sched_idle();
