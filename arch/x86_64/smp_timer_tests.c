@@ -161,8 +161,23 @@ static int test_nmi(unsigned type, struct nmi_frame *f)
 	return NMI_HANDLED;
 }
 
+static uint64_t settle_t0;
+static bool settled(void) { return rdtsc() - settle_t0 >= ns_to_tsc(5000000u); }
+static bool saved_lost_recovery;
+static bool two_ticks(void) { return rdtsc() - settle_t0 >= ns_to_tsc(2 * 1000000000ull / timer_hz() + 1000000u); }
+
+/*
+ * test_nmi claims every NMI, so the lost-NMI probe's own self-NMIs would be
+ * counted (and each claim would re-arm the probe).  Pause the recovery for
+ * the test, and let two ticks pass so a probe already queued or in flight
+ * is dropped or lands before counting starts.
+ */
 static bool nmi_test_begin(void)
 {
+	saved_lost_recovery = nmi_lost_recovery;
+	nmi_lost_recovery = false;
+	settle_t0 = rdtsc();
+	wait_ms(two_ticks, 1000);
 	for (unsigned int cpu = 0; cpu < MAX_CPUS; cpu++)
 		atomic_store(&nmi_seen[cpu], 0);
 	if (nmi_register(NMI_LOCAL, "smp-timer-test", test_nmi, 0) != NMI_OK)
@@ -171,9 +186,6 @@ static bool nmi_test_begin(void)
 	return true;
 }
 
-static uint64_t settle_t0;
-static bool settled(void) { return rdtsc() - settle_t0 >= ns_to_tsc(5000000u); }
-
 /* Let NMIs already on their way land while the handler still claims them. */
 static void nmi_test_end(void)
 {
@@ -181,6 +193,7 @@ static void nmi_test_end(void)
 	wait_ms(settled, 100);
 	atomic_store(&test_nmis_on, false);
 	nmi_unregister(NMI_LOCAL, "smp-timer-test");
+	nmi_lost_recovery = saved_lost_recovery;
 }
 
 static uint64_t nmi_want[MAX_CPUS];
@@ -292,12 +305,11 @@ KTEST(ioapic, irq0_as_nmi)
 		(unsigned long long)got);
 	/*
 	 * Loose bounds: without -icount the window is host time and a loaded
-	 * host delivers the PIT's ticks in bursts (21 in a 100 ms window seen).
-	 * The property under test is the route: NMIs arrive, at a tick-like
-	 * rate, on the chosen CPU only.
+	 * host can deliver the PIT's ticks in bursts.  The property under test
+	 * is the route: NMIs arrive, at a tick-like rate, on the chosen CPU only.
 	 */
 	KT_EXPECT_GE(got, timer_hz() / 30);
-	KT_EXPECT_LE(got, timer_hz());
+	KT_EXPECT_LE(got, timer_hz() / 10 * 3 + 2);
 	for (unsigned int cpu = 0; cpu < cpus_possible; cpu++)
 		if (cpu != target)
 			KT_EXPECT_EQ(atomic_load(&nmi_seen[cpu]), 0u);
