@@ -51,13 +51,14 @@ static bool irq_work_push(_Atomic(struct irq_work *) *head, struct irq_work *w)
 }
 
 /*
+ * The claim and the push (irq_work_queue() found the item idle).
  * NMI-safe: yes.  The claim is one atomic OR: whoever turns PENDING on owns
  * the item's link until the consumer takes it, so the item is on at most one
  * list.  BUSY is set along with it and stays set until the callback is done.
  * Interrupts are disabled across the push so that, outside NMI context, the
  * CPU cannot change under us.
  */
-bool irq_work_queue(struct irq_work *w)
+static __attribute__((noinline)) bool irq_work_queue_claim(struct irq_work *w)
 {
 	os_irqflags_t irq = os_local_irq_save();
 	struct irq_work_cpu *c = &irq_work_cpus[os_cpu_id()];
@@ -79,6 +80,27 @@ bool irq_work_queue(struct irq_work *w)
 	}
 	os_local_irq_restore(irq);
 	return true;
+}
+
+/*
+ * NMI-safe: yes (a fence, a load and a counter; or irq_work_queue_claim()).
+ *
+ * Fast path: already pending.  Whoever set PENDING has the item on a list,
+ * and its callback has not started yet (the runner drops PENDING just
+ * before calling it, with a seq_cst read-modify-write), so the callback runs
+ * after this point.  The fence orders the caller's earlier stores before
+ * our look at the flags, as the claim's atomic OR would, so the callback
+ * sees them.  This is the lost-NMI probe's case on every claimed NMI after
+ * the first.
+ */
+bool irq_work_queue(struct irq_work *w)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&w->flags, memory_order_relaxed) & IRQ_WORK_PENDING) {
+		nk_atomic_inc(&irq_work_cpus[os_cpu_id()].coalesced);
+		return false;
+	}
+	return irq_work_queue_claim(w);
 }
 
 /*
@@ -109,7 +131,8 @@ static void irq_work_run_one(struct irq_work *w, unsigned cpu, struct irq_work_c
 		}
 	}
 
-	flags = atomic_fetch_and_explicit(&w->flags, ~IRQ_WORK_PENDING, memory_order_acq_rel);
+	/* seq_cst: pairs with the fence of irq_work_queue()'s fast path. */
+	flags = atomic_fetch_and_explicit(&w->flags, ~IRQ_WORK_PENDING, memory_order_seq_cst);
 	flags &= ~IRQ_WORK_PENDING;
 	w->func(w);
 	nk_atomic_inc(&c->run);

@@ -51,7 +51,7 @@ struct nmi_action {
 	unsigned state;			/* enum nmi_slot_state, writers' lock */
 	_Atomic uint64_t calls;
 	_Atomic uint64_t claimed;
-	_Atomic uint64_t longest_ns;
+	_Atomic uint64_t longest_cycles;	/* os_cycles(); ns only when read */
 	_Atomic uint64_t slow;
 	_Atomic uint64_t warn_after_ns;	/* rate limit of the "too long" warning */
 	char name[NMI_NAME_MAX];
@@ -262,7 +262,7 @@ int nmi_register(unsigned type, const char *name, nmi_handler_fn fn, unsigned fl
 	a->state = SLOT_LIVE;
 	atomic_store_explicit(&a->calls, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->claimed, 0, memory_order_relaxed);
-	atomic_store_explicit(&a->longest_ns, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->longest_cycles, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->slow, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->warn_after_ns, 0, memory_order_relaxed);
 
@@ -401,16 +401,64 @@ unsigned nmi_external_owner(void)
 /* --- dispatch (NMI context) ---------------------------------------------- */
 
 /*
- * Account one handler call.  NMI context: per-handler counters are shared by
- * all CPUs, so they use atomic read-modify-writes; the warning goes through
- * the lock-free log and a per-handler rate limit.
+ * Handler durations are measured in os_cycles(), a counter the port makes
+ * cheap (x86: the TSC), because every handler call is timed: converting
+ * to nanoseconds costs a division and is only done off the fast path.
+ * Ports without one get os_timestamp_ns() itself (1 cycle = 1 ns).
  */
-static void nmi_account(struct nmi_action *a, int claimed, uint64_t ns)
+__attribute__((weak)) uint64_t os_cycles(void)
 {
-	nk_atomic_inc(&a->calls);
-	if (claimed > 0)
-		atomic_fetch_add_explicit(&a->claimed, (uint64_t)claimed, memory_order_relaxed);
-	nk_atomic_max_u64(&a->longest_ns, ns);
+	return os_timestamp_ns();
+}
+
+__attribute__((weak)) uint64_t os_cycles_per_ms(void)
+{
+	return 1000000;
+}
+
+static uint64_t nmi_cycles_to_ns(uint64_t cycles)
+{
+	uint64_t per_ms = os_cycles_per_ms();
+
+	/* Exact below 2^64 / 10^6 cycles (5 hours at 1 GHz); saturate above. */
+	if (cycles > UINT64_MAX / 1000000)
+		return UINT64_MAX / per_ms;
+	return cycles * 1000000 / per_ms;
+}
+
+/*
+ * nmi_longest_ns in cycles, recomputed when the parameter changes.  NMI
+ * context: two relaxed loads in the common case; a CPU that races with
+ * another's update uses the old or the new threshold for this one NMI.
+ */
+static _Atomic uint64_t nmi_slow_ns_seen = UINT64_MAX;
+static _Atomic uint64_t nmi_slow_cycles;
+
+static uint64_t nmi_slow_threshold(void)
+{
+	uint64_t ns = nmi_longest_ns;
+
+	if (NK_UNLIKELY(ns != atomic_load_explicit(&nmi_slow_ns_seen, memory_order_relaxed))) {
+		/* ns <= 10^10 (the parameter's range), cycles/ms < 2^33: no overflow. */
+		atomic_store_explicit(&nmi_slow_cycles, ns * os_cycles_per_ms() / 1000000,
+				      memory_order_relaxed);
+		atomic_store_explicit(&nmi_slow_ns_seen, ns, memory_order_relaxed);
+	}
+	return atomic_load_explicit(&nmi_slow_cycles, memory_order_relaxed);
+}
+
+/*
+ * A call that set a new longest time or crossed the threshold.  NMI
+ * context: per-handler counters are shared by all CPUs, so atomic
+ * read-modify-writes; the warning goes through the lock-free log and a
+ * per-handler rate limit.
+ */
+static __attribute__((noinline)) void nmi_account_slow(struct nmi_action *a, uint64_t cycles)
+{
+	uint64_t ns;
+
+	nk_atomic_max_u64(&a->longest_cycles, cycles);
+	ns = nmi_cycles_to_ns(cycles);
 	if (ns <= nmi_longest_ns)
 		return;
 	nk_atomic_inc(&a->slow);
@@ -430,20 +478,36 @@ static void nmi_account(struct nmi_action *a, int claimed, uint64_t ns)
  * by NMI_MAX_HANDLERS calls.  Every handler is called even after one has
  * claimed an event: two edge-triggered sources that fired together arrive as
  * one NMI, and stopping at the first would lose the second for good.
+ *
+ * Each call is timed: one os_cycles() before the first handler, then one
+ * after each, which is also the start of the next call (the loop's own few
+ * instructions are charged to the handler before them).
  */
 static int nmi_run_chain(unsigned type, struct nmi_frame *f)
 {
 	struct nmi_action *a;
+	uint64_t t, limit;
 	int sum = 0;
 
 	a = atomic_load_explicit(&nmi_chains[type], memory_order_acquire);
+	if (!a)
+		return 0;
+	limit = nmi_slow_threshold();
+	t = os_cycles();
 	for (; a; a = atomic_load_explicit(&a->next, memory_order_acquire)) {
-		uint64_t t0 = os_timestamp_ns();
 		int n = a->fn(type, f);
+		uint64_t now = os_cycles();
+		uint64_t d = now - t;
 
-		nmi_account(a, n, os_timestamp_ns() - t0);
-		if (n > 0)
+		t = now;
+		nk_atomic_inc(&a->calls);
+		if (n > 0) {
+			atomic_fetch_add_explicit(&a->claimed, (uint64_t)n, memory_order_relaxed);
 			sum += n;
+		}
+		if (NK_UNLIKELY(d > limit ||
+				d > atomic_load_explicit(&a->longest_cycles, memory_order_relaxed)))
+			nmi_account_slow(a, d);
 	}
 	return sum;
 }
@@ -557,44 +621,15 @@ static void nmi_unknown(struct nmi_frame *f, unsigned cpu, struct nmi_cpu *c,
 }
 
 /*
- * The flow of one NMI, after nmi_entry() has made it this CPU's only running
- * dispatch.  NMI context; every step below is lock-free or try-lock only.
+ * Nothing on the local chain claimed the NMI: external reasons, our own
+ * probe, the back-to-back rule, and the unknown policy.  NMI context, like
+ * nmi_dispatch(); kept out of line so the common (claimed) path stays short.
  */
-static void nmi_dispatch(struct nmi_frame *f, unsigned cpu, struct nmi_cpu *c)
+static __attribute__((noinline)) void nmi_dispatch_unclaimed(struct nmi_frame *f, unsigned cpu,
+							     struct nmi_cpu *c, bool back_to_back,
+							     bool prev_many)
 {
-	nmi_emergency_fn em;
 	unsigned reason = 0;
-	bool back_to_back, prev_many;
-	int claimed;
-
-	nk_stat_inc(&c->ctr.entries);
-	if (f->from_user)
-		nk_stat_inc(&c->ctr.from_user);
-
-	/* Panic shootdown and backtrace requests come before everything. */
-	em = atomic_load_explicit(&nmi_emergency, memory_order_acquire);
-	if (em && em(f)) {
-		nk_stat_inc(&c->ctr.emergency);
-		return;
-	}
-
-	back_to_back = c->have_last_ip && c->last_ip == f->ip;
-	prev_many = c->last_claimed_many;
-	c->have_last_ip = true;
-	c->last_ip = f->ip;
-	c->last_claimed_many = false;
-
-	claimed = nmi_run_chain(NMI_LOCAL, f);
-	if (claimed) {
-		nk_stat_inc(&c->ctr.normal);
-		/*
-		 * More than one event in one NMI: the second source's NMI may
-		 * still be latched behind this one and will then find nothing.
-		 */
-		c->last_claimed_many = claimed > 1;
-		nmi_probe_on_claimed();
-		return;
-	}
 
 	if (nmi_external(f, cpu, c, &reason)) {
 		nmi_probe_on_claimed();
@@ -615,6 +650,51 @@ static void nmi_dispatch(struct nmi_frame *f, unsigned cpu, struct nmi_cpu *c)
 	}
 
 	nmi_unknown(f, cpu, c, reason);
+}
+
+/*
+ * The flow of one NMI, after nmi_entry() has made it this CPU's only running
+ * dispatch.  NMI context; every step below is lock-free or try-lock only.
+ */
+static void nmi_dispatch(struct nmi_frame *f, unsigned cpu, struct nmi_cpu *c)
+{
+	nmi_emergency_fn em;
+	bool back_to_back, prev_many;
+	int claimed;
+
+	nk_stat_inc(&c->ctr.entries);
+	if (f->from_user)
+		nk_stat_inc(&c->ctr.from_user);
+
+	/* Panic shootdown and backtrace requests come before everything. */
+	em = atomic_load_explicit(&nmi_emergency, memory_order_acquire);
+	if (NK_UNLIKELY(em != NULL) && em(f)) {
+		nk_stat_inc(&c->ctr.emergency);
+		return;
+	}
+
+	claimed = nmi_run_chain(NMI_LOCAL, f);
+
+	/*
+	 * The back-to-back rule's memory of the previous NMI, compared and
+	 * updated after the walk (no handler touches it, and the dispatch
+	 * never nests on one CPU), so nothing is kept across the calls.
+	 */
+	back_to_back = c->have_last_ip && c->last_ip == f->ip;
+	prev_many = c->last_claimed_many;
+	c->have_last_ip = true;
+	c->last_ip = f->ip;
+	/*
+	 * More than one event in one NMI: the second source's NMI may still be
+	 * latched behind this one and will then find nothing.
+	 */
+	c->last_claimed_many = claimed > 1;
+	if (claimed) {
+		nk_stat_inc(&c->ctr.normal);
+		nmi_probe_on_claimed();
+		return;
+	}
+	nmi_dispatch_unclaimed(f, cpu, c, back_to_back, prev_many);
 }
 
 /*
@@ -803,7 +883,7 @@ int nmi_get_handler_info(unsigned idx, struct nmi_handler_info *out)
 			out->type = type;
 			out->calls = nk_stat_read(&a->calls);
 			out->claimed = nk_stat_read(&a->claimed);
-			out->longest_ns = nk_stat_read(&a->longest_ns);
+			out->longest_ns = nmi_cycles_to_ns(nk_stat_read(&a->longest_cycles));
 			out->slow = nk_stat_read(&a->slow);
 			err = NMI_OK;
 			goto out;

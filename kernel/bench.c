@@ -67,19 +67,12 @@ int bench_fail(struct bench *b, const char *fmt, ...)
 	return r;
 }
 
-uint64_t bench_wait_limit(void)
-{
-	return tsc_hz / 100;
-}
+uint64_t bench_wait_tsc;
 
-bool bench_wait_flag(const volatile uint32_t *flag, uint64_t limit_tsc)
+bool bench_wait_flag_slow(const volatile uint32_t *flag, uint64_t limit_tsc)
 {
-	uint64_t start;
+	uint64_t start = rdtsc();
 
-	/* The common case (a self NMI has already run) costs one load. */
-	if (*flag)
-		return true;
-	start = rdtsc();
 	while (!*flag) {
 		if (rdtsc() - start > limit_tsc)
 			return *flag != 0;
@@ -213,6 +206,7 @@ int bench_run(const char *glob, unsigned iters)
 		iters = bench_iters;
 	if (iters > BENCH_ITERS_MAX)
 		iters = BENCH_ITERS_MAX;
+	bench_wait_tsc = tsc_hz / 100;
 	nk_log(NK_LOG_PRINT, "bench: TSC %llu.%03llu MHz (exactly 1000.000 under -icount shift=0), "
 	       "%u samples per metric, on CPU %u\n",
 	       (unsigned long long)(tsc_hz / 1000000), (unsigned long long)(tsc_hz / 1000 % 1000),

@@ -21,6 +21,8 @@ unsigned os_cpu_count(void) { return cpus_possible; }
 bool os_cpu_online(unsigned cpu) { return cpu < cpus_possible && percpu_area[cpu].online; }
 void os_cpu_relax(void) { cpu_relax(); }
 uint64_t os_timestamp_ns(void) { return tsc_ns(); }
+uint64_t os_cycles(void) { return rdtsc(); }
+uint64_t os_cycles_per_ms(void) { return tsc_hz / 1000 ? tsc_hz / 1000 : 1; }
 
 os_irqflags_t os_local_irq_save(void) { return irq_save(); }
 void os_local_irq_restore(os_irqflags_t flags) { irq_restore(flags); }

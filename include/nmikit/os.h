@@ -74,6 +74,17 @@ void os_cpu_relax(void);
  */
 uint64_t os_timestamp_ns(void);
 
+/*
+ * A cheap counter for timing short stretches of code (x86: the TSC), and
+ * how many of its counts make a millisecond (constant after boot, nonzero).
+ * The core times every NMI handler call with it and converts to ns only
+ * off the fast path.  Optional: core/nmi.c has weak defaults that use
+ * os_timestamp_ns() (1 count = 1 ns) for a port without one.
+ * NMI-safe: yes.
+ */
+uint64_t os_cycles(void);
+uint64_t os_cycles_per_ms(void);
+
 /* --- interrupts ----------------------------------------------------------- */
 
 /*

@@ -110,9 +110,19 @@ int bench_fail(struct bench *b, const char *fmt, ...) NK_PRINTF(2, 3);
  * Spin with PAUSE until *flag is nonzero, at most `limit_tsc` TSC ticks.
  * Returns false on timeout.  NMI-safe: yes, but never wait in NMI context.
  */
-bool bench_wait_flag(const volatile uint32_t *flag, uint64_t limit_tsc);
-/* A generous bound for one round trip: 10 ms of TSC at the measured rate. */
-uint64_t bench_wait_limit(void);
+bool bench_wait_flag_slow(const volatile uint32_t *flag, uint64_t limit_tsc);
+static inline bool bench_wait_flag(const volatile uint32_t *flag, uint64_t limit_tsc)
+{
+	/* The common case (a self NMI has already run) costs one load. */
+	return *flag || bench_wait_flag_slow(flag, limit_tsc);
+}
+
+/* A generous bound for one round trip: 10 ms of TSC (set by bench_run()). */
+extern uint64_t bench_wait_tsc;
+static inline uint64_t bench_wait_limit(void)
+{
+	return bench_wait_tsc;
+}
 
 /*
  * Run every case whose name matches `glob` (comma-separated globs, '*' and
