@@ -17,7 +17,7 @@ POSIX_DIR := $(BUILD)/posix
 # The core files the POSIX host runs (a new core module joins here once its
 # os.h needs are implemented in hosts/posix/posix_os.c).
 POSIX_CORE_SRC := core/nmi.c core/nmi_probe.c core/irq_work.c core/log.c core/format.c \
-                  core/param.c $(wildcard core/rcu_nmi.c)
+                  core/param.c core/watchdog.c core/nmi_backtrace.c $(wildcard core/rcu_nmi.c)
 POSIX_HOST_SRC := hosts/posix/posix_os.c
 POSIX_HD_SRC   := hosts/posix/hangdetect/hangdetect.c
 
@@ -104,12 +104,17 @@ $(POSIX_COV_HOST): $(addprefix $(POSIX_COV_DIR)/host/,$(HOST_CORE_SRC:.c=.o) $(H
 
 $(POSIX_COV_DIR)/lib/%.o: %.c
 	@mkdir -p $(@D)
+	$(CC) -std=gnu11 -g -O0 -pthread $(POSIX_WARN) -Iinclude -Ikernel/include \
+		$(POSIX_COV_FLAGS) -c $< -o $@
+# test_log drives core/log.c through its test hooks.
+$(POSIX_COV_DIR)/libh/%.o: %.c
+	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -g -O0 -pthread $(POSIX_WARN) -Iinclude -Ikernel/include -DNK_LOG_TEST_HOOKS \
 		$(POSIX_COV_FLAGS) -c $< -o $@
 $(POSIX_COV_DIR)/test_param: $(addprefix $(POSIX_COV_DIR)/lib/,tests/host/test_param.o \
 		core/log.o core/format.o core/param.o)
 	$(CC) $(POSIX_COV_FLAGS) -pthread -o $@ $^
-$(POSIX_COV_DIR)/test_log: $(addprefix $(POSIX_COV_DIR)/lib/,tests/host/test_log.o \
+$(POSIX_COV_DIR)/test_log: $(addprefix $(POSIX_COV_DIR)/libh/,tests/host/test_log.o \
 		core/log.o core/format.o core/param.o)
 	$(CC) $(POSIX_COV_FLAGS) -pthread -o $@ $^
 

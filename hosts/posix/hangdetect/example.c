@@ -10,6 +10,8 @@
 #define _GNU_SOURCE
 #include "hangdetect.h"
 
+#include <nmikit/watchdog.h>
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -123,31 +125,47 @@ static unsigned count(const char *hay, const char *needle)
 	return n;
 }
 
-/* The watchdog decision rule on its own, with made-up times. */
+/*
+ * The watchdog core's decision on its own, with made-up times, on a thread
+ * slot nobody uses (the detector has set the threshold to 1 s).
+ */
 static void test_decide(void)
 {
-	const uint64_t ms = 1000000, period = 100 * ms, thresh = 400 * ms;
-	struct hd_watch w = { .last_beat = 5, .since_ns = 0 };
-	bool ok = true;
+	const uint64_t ms = 1000000, period = 100 * ms;
+	const unsigned slot = 60;
+	enum watchdog_verdict v = WD_OFF;
+	uint64_t t = 1000 * ms, first_lockup = 0;
+	bool ok;
 
-	ok &= hd_decide(&w, 5, 100 * ms, 0, period, thresh) == HD_WAITING;
-	ok &= hd_decide(&w, 6, 200 * ms, 100 * ms, period, thresh) == HD_PROGRESS;
-	ok &= hd_decide(&w, 6, 500 * ms, 400 * ms, period, thresh) == HD_WAITING;
-	ok &= hd_decide(&w, 6, 600 * ms, 500 * ms, period, thresh) == HD_HUNG;
-	tap(ok, "decision: no progress for the threshold is a hang, progress restarts the clock");
+	watchdog_cpu_monitor(slot, true);
+	ok = watchdog_check(slot, t, 5, period) == WD_FIRST;
+	for (int i = 1; i <= 15 && !first_lockup; i++) {
+		v = watchdog_check(slot, t + (uint64_t)i * period, 5, period);
+		if (v == WD_LOCKUP)
+			first_lockup = (uint64_t)i * period;
+		else
+			ok &= v == WD_STALE;
+	}
+	ok &= first_lockup >= 1000 * ms && first_lockup <= 1100 * ms;
+	ok &= watchdog_check(slot, t + 1600 * ms, 5, period) == WD_STILL_LOCKED;
+	ok &= watchdog_check(slot, t + 1700 * ms, 6, period) == WD_RECOVERED;
+	tap(ok, "decision (watchdog core): no progress for the threshold is a lockup, reported once");
 
-	w = (struct hd_watch){ .last_beat = 1, .since_ns = 0 };
-	ok = hd_decide(&w, 1, 1000 * ms, 50 * ms, period, thresh) == HD_LATE;
-	ok &= hd_decide(&w, 1, 1100 * ms, 1000 * ms, period, thresh) == HD_WAITING;
-	ok &= hd_decide(&w, 1, 1400 * ms, 1300 * ms, period, thresh) == HD_HUNG;
-	tap(ok, "decision: a check that came late condemns nobody; the clock restarts");
+	/* Silence, then one check 5 s later: the check came late, no verdict. */
+	watchdog_cpu_monitor(slot, true);
+	t = 10000 * ms;
+	ok = watchdog_check(slot, t, 9, period) == WD_FIRST;
+	v = watchdog_check(slot, t + 5000 * ms, 9, period);
+	ok &= v == WD_LATE;
+	watchdog_cpu_monitor(slot, false);
+	tap(ok, "decision (watchdog core): a check that came late condemns nobody");
 }
 
 int main(int argc, char **argv)
 {
 	static const char *names[] = { "counter-1", "counter-2", "locker-ab", "locker-ba" };
 	bool self_test = argc > 1 && !strcmp(argv[1], "--self-test");
-	struct hangdetect_config cfg = { .thresh_ms = 800, .period_ms = 200 };
+	struct hangdetect_config cfg = { .thresh_s = 1, .period_ms = 200 };
 	pthread_t th[4];
 	FILE *report = NULL;
 	uint64_t t0;
@@ -160,12 +178,13 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		cfg.fd = fileno(report);
-		test_decide();
 	}
 	if (hangdetect_start(&cfg)) {
 		perror("hangdetect_start");
 		return 2;
 	}
+	if (self_test)
+		test_decide();
 	hangdetect_thread_register("main");
 	for (int i = 0; i < 4; i++)
 		pthread_create(&th[i], NULL, i < 2 ? counter_main : locker_main, (void *)names[i]);
@@ -174,12 +193,12 @@ int main(int argc, char **argv)
 
 	/* A healthy phase longer than the threshold: nothing must be reported. */
 	hangdetect_idle();
-	sleep_ms(2 * cfg.thresh_ms);
+	sleep_ms(2000 * cfg.thresh_s);
 	if (self_test)
 		tap(hangdetect_reports() == 0, "no report while every thread makes progress (2 thresholds)");
 	else
 		fprintf(stderr, "example: healthy for %u ms; now arming the ABBA deadlock\n",
-			2 * cfg.thresh_ms);
+			2000 * cfg.thresh_s);
 
 	atomic_store(&bug_armed, true);
 	t0 = now_ms();

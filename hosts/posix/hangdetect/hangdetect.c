@@ -1,10 +1,11 @@
 /*
  * hangdetect.c: thread hang detector on the POSIX host of the nmikit core.
  * Each registered thread is a CPU of hosts/posix; its progress count is the
- * heartbeat.  A watcher thread applies hd_decide() to every thread each
- * period and, on a hang, asks every thread for its backtrace with an NMI:
- * the NMI core dispatches it to the "hangdetect" handler, which runs on the
- * thread itself (in its signal handler) and prints where it is.
+ * heartbeat.  A watcher thread runs watchdog_check() (core/watchdog.c) on
+ * every thread each period; on WD_LOCKUP it sends the stuck thread an NMI,
+ * whose "hangdetect" handler (in that thread's signal handler, through the
+ * NMI core) prints the report, its own backtrace, and every other thread's
+ * through nmi_backtrace() (core/nmi_backtrace.c).
  */
 #define _GNU_SOURCE
 #include "hangdetect.h"
@@ -13,6 +14,8 @@
 #include <nmikit/format.h>
 #include <nmikit/log.h>
 #include <nmikit/nmi.h>
+#include <nmikit/nmi_backtrace.h>
+#include <nmikit/watchdog.h>
 
 #include <errno.h>
 #include <execinfo.h>
@@ -24,15 +27,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#define HD_FRAMES	48
+
 struct hd_thread {
 	_Atomic bool registered;
 	_Atomic bool idle;		/* waiting on purpose: not watched */
 	_Atomic uint64_t beat;		/* progress count */
-	_Atomic bool bt_request;	/* the watcher wants this thread's backtrace */
-	_Atomic bool bt_done;
-	bool hung;			/* reported, no progress since (watcher only) */
-	bool marked;			/* the thread a report is about (watcher only) */
-	struct hd_watch watch;		/* watcher only */
+	_Atomic bool report_request;	/* the watcher found this thread stuck */
+	_Atomic bool report_done;
+	uint64_t stuck_ns;		/* for the report (set before the request) */
+	/* The last backtrace capture, written in this thread's own NMI. */
+	void *frames[HD_FRAMES];
+	int nframes, first;
+	uint64_t ip;
 	pid_t tid;
 	char name[24];
 } NK_CACHE_ALIGNED;
@@ -43,92 +50,83 @@ static pthread_t hd_watcher;
 static _Atomic bool hd_running;
 static _Atomic uint64_t hd_report_count;
 
-enum hd_verdict hd_decide(struct hd_watch *w, uint64_t beat, uint64_t now,
-			  uint64_t prev_check, uint64_t period_ns, uint64_t thresh_ns)
+/*
+ * Capture the calling thread's stack.  NMI context (its signal handler).
+ * Safe there: backtrace() was called once at start, so libgcc's unwinder is
+ * loaded and it allocates nothing now; the buffer is this thread's own.  The
+ * unwinder walks through the signal frame; the interesting part starts at
+ * the interrupted instruction (that frame holds exactly f->ip), leaving out
+ * the handler, the NMI core and the signal trampoline.
+ */
+static void hd_capture(unsigned cpu, const struct nmi_frame *f)
 {
-	/*
-	 * A check that comes more than two periods after the previous one
-	 * means the watcher itself was not running (host overloaded, process
-	 * stopped): the thread may have had no chance either.  Restart its
-	 * clock rather than condemn it on that evidence.
-	 */
-	if (now - prev_check > 2 * period_ns) {
-		w->last_beat = beat;
-		w->since_ns = now;
-		return HD_LATE;
-	}
-	if (beat != w->last_beat) {
-		w->last_beat = beat;
-		w->since_ns = now;
-		return HD_PROGRESS;
-	}
-	return now - w->since_ns >= thresh_ns ? HD_HUNG : HD_WAITING;
-}
+	struct hd_thread *t;
 
-static void hd_write(const char *s, size_t len)
-{
-	while (len) {
-		ssize_t n = write(hd_cfg.fd, s, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return;
-		s += n;
-		len -= (size_t)n;
-	}
-}
-
-static void hd_printf(const char *fmt, ...) NK_PRINTF(1, 2);
-static void hd_printf(const char *fmt, ...)
-{
-	char line[256];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = nk_vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		hd_write(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	if (cpu >= hd_cfg.max_threads)
+		return;
+	t = &hd_threads[cpu];
+	t->nframes = backtrace(t->frames, HD_FRAMES);
+	t->first = 0;
+	t->ip = f->ip;
+	for (int i = 0; i < t->nframes; i++)
+		if ((uint64_t)(uintptr_t)t->frames[i] == f->ip) {
+			t->first = i;
+			break;
+		}
 }
 
 /*
- * The backtrace handler.  NMI context (the thread's NMI signal handler,
- * through nmi_entry()).  Safe there: it claims only a request flag meant for
- * this thread; nk_vsnprintf and write(2) are async-signal-safe; backtrace()
- * was called once at start, so libgcc's unwinder is loaded and it allocates
- * nothing now; backtrace_symbols_fd() writes without allocating.  The
- * watcher asks one thread at a time, so the lines do not interleave.
+ * Print a capture.  NMI context (on the reporting thread): nk_log is
+ * lock-free and backtrace_symbols_fd() writes without allocating.
+ */
+static void hd_print(unsigned cpu, int level)
+{
+	struct hd_thread *t;
+
+	if (cpu >= hd_cfg.max_threads)
+		return;
+	t = &hd_threads[cpu];
+	nk_log(level, "--- thread %u (%s, tid %d)%s, interrupted at %#llx:", cpu, t->name,
+	       (int)t->tid, atomic_load(&t->report_request) ? " [NO PROGRESS]" : "",
+	       (unsigned long long)t->ip);
+	nk_log_flush();
+	backtrace_symbols_fd(t->frames + t->first, t->nframes - t->first, hd_cfg.fd);
+}
+
+static const struct nmi_backtrace_ops hd_bt_ops = {
+	.capture = hd_capture,
+	.print = hd_print,
+};
+
+/*
+ * The report, on the stuck thread, in its NMI.  NMI context: every step is
+ * NMI-safe (the lock-free log, hd_capture/hd_print, and nmi_backtrace(),
+ * whose only wait is bounded by its timeout).
  */
 static int hd_nmi_handler(unsigned type, struct nmi_frame *f)
 {
+	uint64_t others[NMIKIT_MAX_CPUS / 64] = { 0 };
 	unsigned cpu = nkp_this_cpu();
 	struct hd_thread *t;
-	void *frames[64];
-	int n, first = 0;
 
 	(void)type;
 	if (cpu == NKP_NO_CPU || cpu >= hd_cfg.max_threads)
 		return NMI_DONE;
 	t = &hd_threads[cpu];
-	if (!atomic_exchange(&t->bt_request, false))
+	if (!atomic_load(&t->report_request) || atomic_load(&t->report_done))
 		return NMI_DONE;
-	hd_printf("--- thread %u (%s, tid %d)%s, interrupted at %#llx:\n", cpu, t->name,
-		  (int)t->tid, t->marked ? " [NO PROGRESS]" : "", (unsigned long long)f->ip);
-	/*
-	 * The unwinder walks through the signal frame; start at the
-	 * interrupted instruction (its frame holds exactly f->ip), leaving out
-	 * the handler, the core's dispatch and the signal trampoline.
-	 */
-	n = backtrace(frames, 64);
-	for (int i = 0; i < n; i++)
-		if ((uint64_t)(uintptr_t)frames[i] == f->ip) {
-			first = i;
-			break;
-		}
-	backtrace_symbols_fd(frames + first, n - first, hd_cfg.fd);
-	atomic_store(&t->bt_done, true);
+	nk_log(NK_LOG_EMERG, "hangdetect: thread %u (%s, tid %d) made no progress for %llu ms",
+	       cpu, t->name, (int)t->tid, (unsigned long long)(t->stuck_ns / 1000000));
+	nk_log(NK_LOG_EMERG, "hangdetect: backtraces of every watched thread, each taken by the thread itself:");
+	hd_capture(cpu, f);
+	hd_print(cpu, NK_LOG_EMERG);
+	for (unsigned i = 0; i < hd_cfg.max_threads; i++)
+		if (i != cpu && atomic_load(&hd_threads[i].registered))
+			others[i / 64] |= 1ull << (i % 64);
+	nmi_backtrace(others, NMI_BT_EXCLUDE_SELF, 1000000000ull, NULL);
+	nk_log(NK_LOG_EMERG, "hangdetect: end of report");
+	nk_log_flush();
+	atomic_store(&t->report_done, true);
 	return NMI_HANDLED;
 }
 
@@ -140,73 +138,58 @@ static void hd_sleep_ms(unsigned ms)
 		;
 }
 
-/* The watcher's report: the hung thread, then every thread's backtrace. */
-static void hd_report(unsigned hung_cpu, uint64_t stuck_ns)
+/*
+ * A stuck thread reports itself: the watcher only asks, with an NMI, and
+ * waits (bounded) for the report to be written.
+ */
+static void hd_report(unsigned cpu, uint64_t stuck_ns)
 {
-	struct hd_thread *h = &hd_threads[hung_cpu];
+	struct hd_thread *t = &hd_threads[cpu];
+	unsigned waited = 0;
 
-	h->marked = true;
-	hd_printf("hangdetect: thread %u (%s, tid %d) made no progress for %llu ms\n",
-		  hung_cpu, h->name, (int)h->tid, (unsigned long long)(stuck_ns / 1000000));
-	hd_printf("hangdetect: backtraces of every watched thread, each taken by the thread itself:\n");
-	for (unsigned cpu = 0; cpu < hd_cfg.max_threads; cpu++) {
-		struct hd_thread *t = &hd_threads[cpu];
-		unsigned waited = 0;
-
-		if (!atomic_load(&t->registered))
-			continue;
-		atomic_store(&t->bt_done, false);
-		atomic_store(&t->bt_request, true);
-		nkp_send_nmi(cpu);
-		while (!atomic_load(&t->bt_done) && waited < 1000) {
-			hd_sleep_ms(1);
-			waited++;
-		}
-		if (!atomic_load(&t->bt_done)) {
-			atomic_store(&t->bt_request, false);
-			hd_printf("--- thread %u (%s, tid %d): no answer to its NMI within 1 s\n",
-				  cpu, t->name, (int)t->tid);
-		}
+	t->stuck_ns = stuck_ns;
+	atomic_store(&t->report_done, false);
+	atomic_store(&t->report_request, true);
+	nkp_send_nmi(cpu);
+	while (!atomic_load(&t->report_done) && waited < 3000) {
+		hd_sleep_ms(1);
+		waited++;
 	}
-	h->marked = false;
-	hd_printf("hangdetect: end of report\n");
+	if (!atomic_load(&t->report_done))
+		nk_log(NK_LOG_EMERG, "hangdetect: thread %u (%s, tid %d) made no progress for %llu ms "
+		       "and did not answer its NMI", cpu, t->name, (int)t->tid,
+		       (unsigned long long)(stuck_ns / 1000000));
+	atomic_store(&t->report_request, false);
 	atomic_fetch_add(&hd_report_count, 1);
 	if (hd_cfg.abort_on_hang)
 		abort();
 }
 
+/* The watcher: the watchdog core's check on every watched thread, each period. */
 static void *hd_watch_main(void *arg)
 {
 	uint64_t period = (uint64_t)hd_cfg.period_ms * 1000000;
-	uint64_t thresh = (uint64_t)hd_cfg.thresh_ms * 1000000;
-	uint64_t prev = os_timestamp_ns();
 
 	(void)arg;
 	while (atomic_load(&hd_running)) {
-		uint64_t now;
-
 		hd_sleep_ms(hd_cfg.period_ms);
-		now = os_timestamp_ns();
 		for (unsigned cpu = 0; cpu < hd_cfg.max_threads; cpu++) {
 			struct hd_thread *t = &hd_threads[cpu];
-			enum hd_verdict v;
+			struct watchdog_cpu_stats st;
 
 			if (!atomic_load(&t->registered))
 				continue;
 			if (atomic_load(&t->idle)) {
-				t->watch.since_ns = now;
+				watchdog_touch_cpu(cpu);
 				continue;
 			}
-			v = hd_decide(&t->watch, atomic_load_explicit(&t->beat, memory_order_relaxed),
-				      now, prev, period, thresh);
-			if (v == HD_PROGRESS || v == HD_LATE) {
-				t->hung = false;
-			} else if (v == HD_HUNG && !t->hung) {
-				t->hung = true;
-				hd_report(cpu, now - t->watch.since_ns);
-			}
+			if (watchdog_check(cpu, os_timestamp_ns(),
+					   atomic_load_explicit(&t->beat, memory_order_relaxed),
+					   period) != WD_LOCKUP)
+				continue;
+			watchdog_get_stats(cpu, &st);
+			hd_report(cpu, st.stale_ns);
 		}
-		prev = now;
 	}
 	return NULL;
 }
@@ -215,13 +198,12 @@ int hangdetect_start(const struct hangdetect_config *cfg)
 {
 	struct nkp_config ncfg = { 0 };
 	void *frames[4];
-	int err;
 
 	hd_cfg = cfg ? *cfg : (struct hangdetect_config){ 0 };
-	if (!hd_cfg.thresh_ms)
-		hd_cfg.thresh_ms = 2000;
+	if (!hd_cfg.thresh_s)
+		hd_cfg.thresh_s = 2;
 	if (!hd_cfg.period_ms)
-		hd_cfg.period_ms = hd_cfg.thresh_ms / 4 ? hd_cfg.thresh_ms / 4 : 1;
+		hd_cfg.period_ms = hd_cfg.thresh_s * 250;
 	if (!hd_cfg.max_threads)
 		hd_cfg.max_threads = 64;
 	if (hd_cfg.fd <= 0)
@@ -243,8 +225,12 @@ int hangdetect_start(const struct hangdetect_config *cfg)
 		return -1;
 	nk_log_set_console_level(NK_LOG_WARNING);
 	nmi_lost_recovery = false;	/* no external NMI sources here */
-	err = nmi_register(NMI_LOCAL, "hangdetect", hd_nmi_handler, 0);
-	if (err) {
+	watchdog_set_thresh(hd_cfg.thresh_s);
+	watchdog_set_enabled(true, false);
+	watchdog_set_policy(false, false, false);
+	nmi_backtrace_set_ops(&hd_bt_ops);
+	if (nmi_backtrace_init() ||
+	    nmi_register(NMI_LOCAL, "hangdetect", hd_nmi_handler, 0)) {
 		errno = EBUSY;
 		return -1;
 	}
@@ -274,10 +260,8 @@ int hangdetect_thread_register(const char *name)
 			continue;	/* taken meanwhile, or this thread is attached */
 		nk_strlcpy(t->name, name ? name : "?", sizeof(t->name));
 		t->tid = (pid_t)syscall(SYS_gettid);
-		t->watch.last_beat = atomic_load(&t->beat);
-		t->watch.since_ns = os_timestamp_ns();
-		t->hung = false;
 		atomic_store(&t->idle, false);
+		watchdog_cpu_monitor(cpu, true);
 		atomic_store(&t->registered, true);
 		return 0;
 	}
@@ -292,6 +276,7 @@ void hangdetect_thread_unregister(void)
 	if (cpu == NKP_NO_CPU || cpu >= hd_cfg.max_threads)
 		return;
 	atomic_store(&hd_threads[cpu].registered, false);
+	watchdog_cpu_monitor(cpu, false);
 	nkp_cpu_detach();
 }
 

@@ -1,12 +1,14 @@
 /*
  * hangdetect.h: a hang detector for ordinary multi-threaded C programs, the
- * user-space face of nmikit's hard-lockup detector.  Threads register and
- * report progress; a watcher thread checks every period, and a thread whose
- * progress count has not moved for the threshold is reported together with
- * the backtrace of every registered thread, each taken by that thread itself
- * in its NMI (a real-time signal dispatched through the nmikit NMI core).
+ * user-space face of nmikit's hard-lockup detector, built on the same
+ * portable cores: the watchdog core (core/watchdog.c) decides, from each
+ * thread's progress count, when a thread has stopped (with its rule that a
+ * check which itself came late condemns nobody); the stuck thread is then
+ * sent an NMI (a real-time signal dispatched through core/nmi.c) and reports
+ * from there, with every other thread's backtrace gathered by the all-CPU
+ * NMI backtrace core (core/nmi_backtrace.c), each taken by the thread itself.
  *
- *	struct hangdetect_config cfg = { .thresh_ms = 2000 };
+ *	struct hangdetect_config cfg = { .thresh_s = 2 };
  *	hangdetect_start(&cfg);
  *	... in each thread:  hangdetect_thread_register("worker");
  *	                     for (;;) { work(); hangdetect_progress(); }
@@ -21,7 +23,7 @@
 #include <stdint.h>
 
 struct hangdetect_config {
-	unsigned thresh_ms;	/* no progress for this long: hung (default 2000) */
+	unsigned thresh_s;	/* no progress for this long: hung (default 2, min 1) */
 	unsigned period_ms;	/* how often the watcher checks (default thresh / 4) */
 	unsigned max_threads;	/* threads that may register (default 64) */
 	int fd;			/* where reports go (0: stderr) */
@@ -55,24 +57,5 @@ void hangdetect_idle(void);
 
 /* Hangs reported so far. */
 uint64_t hangdetect_reports(void);
-
-/*
- * The decision the watcher makes for one thread at each check: the rule of
- * the watchdog core (docs/porting.md).  `beat` is the thread's progress
- * count now, `now` the time, `prev_check` the time of the previous check.
- *   HD_PROGRESS  the count moved: the thread is fine; its clock restarts.
- *   HD_WAITING   no progress yet, but for less than the threshold.
- *   HD_HUNG      no progress for the threshold or longer.
- *   HD_LATE      the check itself came late (more than 2 periods after the
- *                previous one: the host stalled the watcher); no verdict on
- *                that evidence, the clock restarts.
- */
-enum hd_verdict { HD_PROGRESS, HD_WAITING, HD_HUNG, HD_LATE };
-struct hd_watch {
-	uint64_t last_beat;	/* count at the last change */
-	uint64_t since_ns;	/* when it last changed (or the clock restarted) */
-};
-enum hd_verdict hd_decide(struct hd_watch *w, uint64_t beat, uint64_t now,
-			  uint64_t prev_check, uint64_t period_ns, uint64_t thresh_ns);
 
 #endif
