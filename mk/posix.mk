@@ -19,6 +19,8 @@ POSIX_DIR := $(BUILD)/posix
 POSIX_CORE_SRC := core/nmi.c core/nmi_probe.c core/irq_work.c core/log.c core/format.c \
                   core/param.c core/watchdog.c core/nmi_backtrace.c $(wildcard core/rcu_nmi.c)
 POSIX_HOST_SRC := hosts/posix/posix_os.c
+# The torture's rcu_nmi test joins once RCU's nesting counters are in the core.
+POSIX_RCU := $(if $(and $(wildcard core/rcu_nmi.c),$(wildcard include/nmikit/rcu.h)),-DNKP_HAVE_RCU_NMI)
 POSIX_HD_SRC   := hosts/posix/hangdetect/hangdetect.c
 
 POSIX_WARN   := -Wall -Wextra -Werror
@@ -27,7 +29,7 @@ POSIX_TSAN   := -fsanitize=thread
 # core/ as the kernel compiles it: C11, only include/.
 POSIX_CORE_CFLAGS := -std=c11 -g -O1 -fno-omit-frame-pointer $(POSIX_WARN) -Iinclude -MMD -MP
 POSIX_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -pthread $(POSIX_WARN) -Iinclude \
-                -Ihosts/posix -Ihosts/posix/hangdetect -MMD -MP
+                -Ihosts/posix -Ihosts/posix/hangdetect -MMD -MP $(POSIX_RCU)
 POSIX_LDLIBS := -pthread -lrt
 
 TORTURE_SECONDS ?= 30

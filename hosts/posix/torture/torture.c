@@ -17,6 +17,9 @@
 #include <nmikit/irq_work.h>
 #include <nmikit/log.h>
 #include <nmikit/nmi.h>
+#ifdef NKP_HAVE_RCU_NMI
+#include <nmikit/rcu.h>
+#endif
 
 #include <errno.h>
 #include <limits.h>
@@ -177,6 +180,7 @@ static struct {
 	bool churn;		/* last two CPUs churn handlers */
 	bool nmi_delay;		/* random delay in the NMI entry hook */
 	bool claim_spin;	/* random delay in the claim handler */
+	bool rcu;		/* CPUs go idle; IST-like rcu_nmi_enter/exit brackets */
 } T;
 
 /* Shared irq_work items, queued from any CPU's NMI. */
@@ -218,6 +222,10 @@ static int claim_handler(unsigned type, struct nmi_frame *f)
 		violation("CPU %u: two NMI dispatches ran at once", cpu);
 	if (!(nkp_context() & NKP_CTX_NMI))
 		violation("CPU %u: NMI handler outside NMI context", cpu);
+#ifdef NKP_HAVE_RCU_NMI
+	if (T.rcu && !rcu_is_watching())
+		violation("CPU %u: NMI handler ran while RCU was not watching", cpu);
+#endif
 	if (T.claim_spin)
 		spin((unsigned)(rnd() % 400));
 	n = atomic_exchange(&t->events, 0);
@@ -250,6 +258,21 @@ static int unknown_handler(unsigned type, struct nmi_frame *f)
 static void nmi_hook(unsigned cpu, unsigned depth)
 {
 	(void)cpu;
+#ifdef NKP_HAVE_RCU_NMI
+	/*
+	 * As an IST exception entry (#DB, #BP, #MC) would: bracket with
+	 * rcu_nmi_enter/exit, with a delay inside so that nested NMIs land
+	 * between its steps and inside the bracket.
+	 */
+	if (T.rcu && depth == 1 && (rnd() & 3) == 0) {
+		rcu_nmi_enter();
+		if (!rcu_is_watching())
+			violation("CPU %u: RCU not watching inside rcu_nmi_enter/exit", cpu);
+		spin((unsigned)(rnd() % 300));
+		rcu_nmi_exit();
+		return;
+	}
+#endif
 	if (T.nmi_delay && depth == 1)
 		spin((unsigned)(rnd() % 300));
 }
@@ -409,6 +432,10 @@ static void *cpu_main(void *arg)
 		atomic_fetch_add(&t_done_sending, 1);
 		return NULL;
 	}
+#ifdef NKP_HAVE_RCU_NMI
+	if (T.rcu)
+		nkp_irqs_off(rcu_idle_exit());	/* RCU starts watching this CPU */
+#endif
 	atomic_fetch_add(&t_ready, 1);
 	wait_until(all_ready, 10ull * 1000 * 1000 * 1000);
 
@@ -437,6 +464,16 @@ static void *cpu_main(void *arg)
 			spin((unsigned)(rnd() % 20000));
 			t_irqs_off_section = false;
 			os_local_irq_restore(fl);
+#ifdef NKP_HAVE_RCU_NMI
+		} else if (r < 27 && T.rcu) {
+			/* Idle: RCU stops watching; NMIs arriving now must make it watch. */
+			os_irqflags_t fl = os_local_irq_save();
+
+			rcu_idle_enter();
+			spin((unsigned)(rnd() % 5000));
+			rcu_idle_exit();
+			os_local_irq_restore(fl);
+#endif
 		} else if (r < 27 && T.irq_work) {
 			if (irq_work_queue(&t->imm))
 				nk_atomic_inc(&t->imm_queued);
@@ -466,6 +503,12 @@ static void *cpu_main(void *arg)
 	/* Keep ticking until the checker has seen irq_work and probes settle. */
 	while (!atomic_load(&t_may_exit))
 		sleep_us(500);
+#ifdef NKP_HAVE_RCU_NMI
+	if (T.rcu && (rcu_nmi_nesting_read(cpu) != RCU_NESTING_NONIDLE ||
+		      rcu_dynticks_read(cpu) % 2 == 0))
+		violation("CPU %u: RCU counters not back at the process level (nesting %ld, dynticks %llu)",
+			  cpu, rcu_nmi_nesting_read(cpu), (unsigned long long)rcu_dynticks_read(cpu));
+#endif
 	nkp_cpu_detach();
 	return NULL;
 }
@@ -642,6 +685,18 @@ static void stop_and_check(void)
 	check(raised > 0, "no events raised");
 	if (T.nesting)
 		check(nested > 0, "no NMI nested in %.1f s", opt_seconds);
+#ifdef NKP_HAVE_RCU_NMI
+	if (T.rcu) {
+		uint64_t from_idle = 0;
+
+		for (unsigned i = 0; i < opt_cpus; i++)
+			from_idle += rcu_nmi_from_idle(i);
+		check(rcu_warnings(RCU_WARN_KINDS) == 0, "%llu RCU nesting invariant warnings",
+		      (unsigned long long)rcu_warnings(RCU_WARN_KINDS));
+		check(from_idle > 0, "no NMI arrived while a CPU was idle");
+		printf("# rcu: %llu NMIs made RCU watch an idle CPU\n", (unsigned long long)from_idle);
+	}
+#endif
 	if (T.churn) {
 		struct nmi_handler_info h;
 		unsigned n = 0;
@@ -868,6 +923,7 @@ struct test {
 	void (*fn)(void);
 	bool nesting, irq_work, churn, nmi_delay, claim_spin;
 	const char *what;
+	bool rcu;
 };
 
 /* The tests whose point is nesting at arbitrary instructions need signals. */
@@ -878,17 +934,22 @@ static bool needs_signals(const struct test *t)
 
 static const struct test tests[] = {
 	{ "storm", test_storm, false, false, false, false, false,
-	  "NMI storm: events conserved, every dispatch accounted, every handler called" },
+	  "NMI storm: events conserved, every dispatch accounted, every handler called", false },
 	{ "nested", test_storm, true, false, false, true, true,
-	  "nested NMI signals at random points are latched, never run inside a dispatch" },
+	  "nested NMI signals at random points are latched, never run inside a dispatch", false },
 	{ "irq_work", test_storm, true, true, false, false, false,
-	  "irq_work queued from NMIs runs once per queueing, in tick/IPI context" },
+	  "irq_work queued from NMIs runs once per queueing, in tick/IPI context", false },
 	{ "churn", test_storm, false, true, true, false, false,
-	  "handler register/unregister churn: no handler runs after unregister returns" },
+	  "handler register/unregister churn: no handler runs after unregister returns", false },
 	{ "probe", test_probe, false, false, false, false, false,
-	  "lost-NMI probe: a SERR lost in the latch is serviced by the next tick's probe" },
+	  "lost-NMI probe: a SERR lost in the latch is serviced by the next tick's probe", false },
 	{ "shootdown", test_shootdown, false, false, false, false, false,
-	  "panic shootdown parks every CPU during a storm" },
+	  "panic shootdown parks every CPU during a storm", false },
+#ifdef NKP_HAVE_RCU_NMI
+	{ "rcu_nmi", test_storm, true, false, false, false, true,
+	  "rcu_nmi_enter/exit nesting: NMIs from idle and nested at every step keep RCU watching",
+	  true },
+#endif
 };
 
 static int run_child(const struct test *t)
@@ -899,6 +960,7 @@ static int run_child(const struct test *t)
 	T.churn = t->churn;
 	T.nmi_delay = t->nmi_delay;
 	T.claim_spin = t->claim_spin;
+	T.rcu = t->rcu;
 	if (T.churn && opt_cpus < 4)
 		opt_cpus = 4;
 	setvbuf(stdout, NULL, _IOLBF, 0);
