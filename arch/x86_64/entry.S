@@ -30,6 +30,7 @@
  * frame record below add 19 words: 24 in all, a multiple of 16 bytes.
  */
 #include <asm-offsets.h>
+#include <arch/entry_regs.h>
 
 /* MSR_GS_BASE (see <arch/cpu.h>, which assembly cannot include). */
 #define MSR_GS_BASE_NUM	0xc0000101
@@ -37,42 +38,7 @@
 	.section .text.entry, "ax"
 	.code64
 
-/* The general registers into / out of the struct regs at %rsp. */
-.macro SAVE_GPRS
-	movq	%rax, REGS_RAX(%rsp)
-	movq	%rbx, REGS_RBX(%rsp)
-	movq	%rcx, REGS_RCX(%rsp)
-	movq	%rdx, REGS_RDX(%rsp)
-	movq	%rsi, REGS_RSI(%rsp)
-	movq	%rdi, REGS_RDI(%rsp)
-	movq	%rbp, REGS_RBP(%rsp)
-	movq	%r8, REGS_R8(%rsp)
-	movq	%r9, REGS_R9(%rsp)
-	movq	%r10, REGS_R10(%rsp)
-	movq	%r11, REGS_R11(%rsp)
-	movq	%r12, REGS_R12(%rsp)
-	movq	%r13, REGS_R13(%rsp)
-	movq	%r14, REGS_R14(%rsp)
-	movq	%r15, REGS_R15(%rsp)
-.endm
-
-.macro RESTORE_GPRS
-	movq	REGS_RAX(%rsp), %rax
-	movq	REGS_RBX(%rsp), %rbx
-	movq	REGS_RCX(%rsp), %rcx
-	movq	REGS_RDX(%rsp), %rdx
-	movq	REGS_RSI(%rsp), %rsi
-	movq	REGS_RDI(%rsp), %rdi
-	movq	REGS_RBP(%rsp), %rbp
-	movq	REGS_R8(%rsp), %r8
-	movq	REGS_R9(%rsp), %r9
-	movq	REGS_R10(%rsp), %r10
-	movq	REGS_R11(%rsp), %r11
-	movq	REGS_R12(%rsp), %r12
-	movq	REGS_R13(%rsp), %r13
-	movq	REGS_R14(%rsp), %r14
-	movq	REGS_R15(%rsp), %r15
-.endm
+/* SAVE_GPRS / RESTORE_GPRS: <arch/entry_regs.h>. */
 
 /*
  * Call \cfunc(regs) with %rsp = the struct regs.  Below the struct goes a

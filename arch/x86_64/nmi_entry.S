@@ -27,6 +27,7 @@
  */
 #include <arch/boot.h>
 #include <asm-offsets.h>
+#include <arch/entry_regs.h>
 
 #define KCODE	0x08
 #define KDATA	0x10
@@ -171,21 +172,7 @@ end_repeat_nmi:
 
 	pushq	$0				/* error code */
 	pushq	$2				/* vector */
-	pushq	%rax
-	pushq	%rbx
-	pushq	%rcx
-	pushq	%rdx
-	pushq	%rsi
-	pushq	%rdi
-	pushq	%rbp
-	pushq	%r8
-	pushq	%r9
-	pushq	%r10
-	pushq	%r11
-	pushq	%r12
-	pushq	%r13
-	pushq	%r14
-	pushq	%r15
+	PUSH_GPRS
 	/* rsp = struct regs; its rip..ss are the saved frame (the interrupted context). */
 
 	/*
@@ -212,21 +199,7 @@ end_repeat_nmi:
 	jz	3f
 	swapgs
 3:
-	popq	%r15
-	popq	%r14
-	popq	%r13
-	popq	%r12
-	popq	%r11
-	popq	%r10
-	popq	%r9
-	popq	%r8
-	popq	%rbp
-	popq	%rdi
-	popq	%rsi
-	popq	%rdx
-	popq	%rcx
-	popq	%rbx
-	popq	%rax
+	POP_GPRS
 	addq	$16, %rsp			/* vector, error: rsp = saved frame */
 	addq	$(NMIST_WORKING - NMIST_SAVED), %rsp	/* rsp = working frame */
 	/*
@@ -267,39 +240,12 @@ nmi_from_user:
 	pushq	IRET_RIP - NMIST_SCRATCH(%rdx)
 	pushq	$0
 	pushq	$2
-	pushq	%rax
-	pushq	%rbx
-	pushq	%rcx
-	pushq	(%rdx)				/* the user's %rdx, from the scratch slot */
-	pushq	%rsi
-	pushq	%rdi
-	pushq	%rbp
-	pushq	%r8
-	pushq	%r9
-	pushq	%r10
-	pushq	%r11
-	pushq	%r12
-	pushq	%r13
-	pushq	%r14
-	pushq	%r15
+	movq	(%rdx), %rdx			/* the user's %rdx, from the scratch slot */
+	PUSH_GPRS
 	movq	%rsp, %rdi
 	xorl	%ebp, %ebp
 	call	do_nmi
-	popq	%r15
-	popq	%r14
-	popq	%r13
-	popq	%r12
-	popq	%r11
-	popq	%r10
-	popq	%r9
-	popq	%r8
-	popq	%rbp
-	popq	%rdi
-	popq	%rsi
-	popq	%rdx
-	popq	%rcx
-	popq	%rbx
-	popq	%rax
+	POP_GPRS
 	addq	$16, %rsp
 	swapgs
 	.globl	nmi_user_iret

@@ -14,6 +14,7 @@
  * Register block offsets come from asm-offsets.c.
  */
 #include <asm-offsets.h>
+#include <arch/entry_regs.h>
 #include <arch/syscall.h>
 
 	.text
@@ -32,21 +33,7 @@ syscall_entry:
 	 * A struct regs, as an interrupt from ring 3 would leave it, so that C
 	 * code, preemption and the IRETQ exit see one layout.
 	 */
-	movq	%rax, REGS_RAX(%rsp)
-	movq	%rbx, REGS_RBX(%rsp)
-	movq	%rcx, REGS_RCX(%rsp)
-	movq	%rdx, REGS_RDX(%rsp)
-	movq	%rsi, REGS_RSI(%rsp)
-	movq	%rdi, REGS_RDI(%rsp)
-	movq	%rbp, REGS_RBP(%rsp)
-	movq	%r8, REGS_R8(%rsp)
-	movq	%r9, REGS_R9(%rsp)
-	movq	%r10, REGS_R10(%rsp)
-	movq	%r11, REGS_R11(%rsp)
-	movq	%r12, REGS_R12(%rsp)
-	movq	%r13, REGS_R13(%rsp)
-	movq	%r14, REGS_R14(%rsp)
-	movq	%r15, REGS_R15(%rsp)
+	SAVE_GPRS
 	movq	$-1, REGS_VECTOR(%rsp)		/* "not an interrupt" */
 	movq	$0, REGS_ERROR(%rsp)
 	movq	%rcx, REGS_RIP(%rsp)
@@ -70,19 +57,7 @@ syscall_entry:
 	 * the user RSP and GS base (CVE-2012-0217), so that check is what keeps
 	 * a user-chosen stack out of the kernel's exception path.
 	 */
-	movq	REGS_RAX(%rsp), %rax
-	movq	REGS_RBX(%rsp), %rbx
-	movq	REGS_RDX(%rsp), %rdx
-	movq	REGS_RSI(%rsp), %rsi
-	movq	REGS_RDI(%rsp), %rdi
-	movq	REGS_RBP(%rsp), %rbp
-	movq	REGS_R8(%rsp), %r8
-	movq	REGS_R9(%rsp), %r9
-	movq	REGS_R10(%rsp), %r10
-	movq	REGS_R12(%rsp), %r12
-	movq	REGS_R13(%rsp), %r13
-	movq	REGS_R14(%rsp), %r14
-	movq	REGS_R15(%rsp), %r15
+	RESTORE_GPRS keep_rcx_r11=1
 	movq	REGS_RIP(%rsp), %rcx
 	movq	REGS_RFLAGS(%rsp), %r11
 	movq	REGS_RSP(%rsp), %rsp		/* from here on: the user's stack */
@@ -100,21 +75,7 @@ syscall_entry:
 	.globl	user_return_iret
 	.type	user_return_iret, @function
 user_return_iret:
-	movq	REGS_RAX(%rsp), %rax
-	movq	REGS_RBX(%rsp), %rbx
-	movq	REGS_RCX(%rsp), %rcx
-	movq	REGS_RDX(%rsp), %rdx
-	movq	REGS_RSI(%rsp), %rsi
-	movq	REGS_RDI(%rsp), %rdi
-	movq	REGS_RBP(%rsp), %rbp
-	movq	REGS_R8(%rsp), %r8
-	movq	REGS_R9(%rsp), %r9
-	movq	REGS_R10(%rsp), %r10
-	movq	REGS_R11(%rsp), %r11
-	movq	REGS_R12(%rsp), %r12
-	movq	REGS_R13(%rsp), %r13
-	movq	REGS_R14(%rsp), %r14
-	movq	REGS_R15(%rsp), %r15
+	RESTORE_GPRS
 	addq	$REGS_RIP, %rsp			/* %rsp = the IRETQ frame */
 	swapgs
 	iretq
