@@ -32,6 +32,7 @@ NK_PARAM_STR("test", boot_test_glob, "run the in-kernel tests matching this glob
 #include <kernel/time.h>
 
 void kmain(uint32_t magic, uint64_t info_phys);
+void cpu_setup_boot(void);
 
 static void boot_cpu_continue(void);
 
@@ -44,6 +45,7 @@ void kmain(uint32_t magic, uint64_t info_phys)
 	gdt_init_cpu(0);
 	gdt_load_cpu(0);
 	paging_init();
+	cpu_setup_boot();
 
 	/* Step 3: leave the small boot stack for CPU 0's guarded stack. */
 	uint64_t top = (uint64_t)(cpu_stacks[0].boot + BOOT_STACK_SIZE);
