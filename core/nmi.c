@@ -10,6 +10,7 @@
 #include <nmikit/nmi.h>
 #include <nmikit/os.h>
 #include <nmikit/param.h>
+#include <nmikit/rcu.h>
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -322,11 +323,23 @@ static void nmi_wait_for_walkers(const char *what)
 	}
 }
 
+/*
+ * How nmi_unregister() waits: a grace period once the kernel has an RCU
+ * (nmi_set_synchronize(synchronize_rcu)), else nmi_wait_for_walkers().
+ */
+static void (*_Atomic nmi_sync_fn)(void);
+
+void nmi_set_synchronize(void (*fn)(void))
+{
+	atomic_store_explicit(&nmi_sync_fn, fn, memory_order_release);
+}
+
 int nmi_unregister(unsigned type, const char *name)
 {
 	_Atomic(struct nmi_action *) *link;
 	struct nmi_action *a;
 	os_irqflags_t irq;
+	void (*sync)(void);
 
 	if (nmi_in_nmi())
 		return NMI_EINNMI;
@@ -353,7 +366,11 @@ int nmi_unregister(unsigned type, const char *name)
 	nmi_writers_unlock(irq);
 
 	atomic_thread_fence(memory_order_seq_cst);
-	nmi_wait_for_walkers(a->name);
+	sync = atomic_load_explicit(&nmi_sync_fn, memory_order_acquire);
+	if (sync)
+		sync();		/* a grace period: every NMI that saw `a` is over */
+	else
+		nmi_wait_for_walkers(a->name);
 
 	irq = nmi_writers_lock();
 	a->state = SLOT_FREE;
@@ -726,6 +743,7 @@ void nmi_entry(struct nmi_frame *f)
 		return;
 	}
 	atomic_store_explicit(&c->state, NMI_EXECUTING, memory_order_relaxed);
+	rcu_nmi_enter();	/* handlers are RCU readers, even from idle (docs/rcu-nmi.md) */
 	atomic_fetch_add_explicit(&c->seq, 1, memory_order_seq_cst);
 
 	for (;;) {
@@ -738,6 +756,7 @@ void nmi_entry(struct nmi_frame *f)
 
 	atomic_store_explicit(&c->seq, atomic_load_explicit(&c->seq, memory_order_relaxed) + 1,
 			      memory_order_release);
+	rcu_nmi_exit();
 }
 
 void nmi_note_nested(void)

@@ -20,6 +20,7 @@
 #include <kernel/tick.h>
 #include <kernel/time.h>
 #include <kernel/panic.h>
+#include <kernel/rcu_setup.h>
 #include <kernel/sched.h>
 #include <kernel/shell.h>
 #include <nmikit/log.h>
@@ -92,8 +93,9 @@ static void boot_cpu_continue(void)
 	/* Step 7: NMI core (dispatch, statistics, self-test hooks). */
 	nmi_kernel_init();
 
-	/* Step 8: scheduler, idle and kernel threads. */
+	/* Step 8: scheduler, idle and kernel threads; RCU (needs the scheduler). */
 	sched_init();
+	rcu_kernel_init();
 	timer_set_tick_handler(kernel_tick);
 
 	/* Step 9: start the other CPUs; NMI self-test on every CPU. */

@@ -11,6 +11,7 @@
 #include <arch/serial.h>
 #include <arch/tsc.h>
 #include <kernel/panic.h>
+#include <kernel/sched.h>
 
 #define IRQ_WORK_VECTOR_DEFAULT 0xf3
 
@@ -23,6 +24,10 @@ void os_cpu_relax(void) { cpu_relax(); }
 uint64_t os_timestamp_ns(void) { return tsc_ns(); }
 uint64_t os_cycles(void) { return rdtsc(); }
 uint64_t os_cycles_per_ms(void) { return tsc_hz / 1000 ? tsc_hz / 1000 : 1; }
+
+/* RCU readers (core/rcu.c); os_rcu_wait and os_rcu_kick_callbacks are in rcu_setup.c. */
+void os_preempt_disable(void) { preempt_disable(); }
+void os_preempt_enable(void) { preempt_enable(); }
 
 os_irqflags_t os_local_irq_save(void) { return irq_save(); }
 void os_local_irq_restore(os_irqflags_t flags) { irq_restore(flags); }

@@ -18,6 +18,7 @@
 #include <kernel/sched.h>
 #include <kernel/spinlock.h>
 #include <kernel/panic.h>
+#include <kernel/rcu_setup.h>
 #include <kernel/shell.h>
 #include <kernel/irq.h>
 #include <kernel/time.h>
@@ -31,6 +32,7 @@
 #include <nmikit/log.h>
 #include <nmikit/os.h>
 #include <nmikit/param.h>
+#include <nmikit/rcu.h>
 
 /* switch.S */
 struct task *switch_to(struct task *prev, struct task *next);
@@ -207,6 +209,7 @@ static void schedule_core(bool preempt)
 	struct runqueue *rq = &runqueues[pc->cpu];
 	struct task *prev = pc->current;
 
+	rcu_note_context_switch();	/* preemption is on here: a quiescent state */
 	spin_lock(&rq->lock);
 	pc->need_resched = 0;
 	if (!prev->is_idle && !prev->on_rq &&
@@ -439,8 +442,11 @@ _Noreturn void sched_idle(void)
 			schedule();
 			continue;
 		}
-		/* sti; hlt: a wake-up IPI between the check and HLT still ends the HLT. */
-		irq_enable_and_halt();
+		/*
+		 * sti; hlt: a wake-up IPI between the check and HLT still ends
+		 * the HLT.  RCU treats the CPU as idle meanwhile (rcu_setup.c).
+		 */
+		rcu_idle_halt();
 	}
 }
 

@@ -17,6 +17,7 @@
 #include <kernel/panic.h>
 #include <nmikit/format.h>
 #include <nmikit/log.h>
+#include <nmikit/rcu.h>
 
 #include <stdatomic.h>
 
@@ -451,8 +452,14 @@ void trap_handle(struct regs *r)
 
 	uint64_t outer_cr2 = hook_cr2[cpu];
 	bool handled;
+	/* An int3 can hit idle code: its hooks run with RCU watching (docs/rcu-nmi.md). */
+	bool rcu = v == X86_TRAP_BP && !regs_from_user(r);
 	hook_cr2[cpu] = cr2;
+	if (rcu)
+		rcu_nmi_enter();
 	handled = run_hooks(v, r);
+	if (rcu)
+		rcu_nmi_exit();
 	hook_cr2[cpu] = outer_cr2;
 	if (handled) {
 		if (v == X86_TRAP_DB)
@@ -478,9 +485,16 @@ void trap_handle_paranoid(struct regs *r)
 	irq_account(cpu, v);
 	if (v == X86_TRAP_DB)
 		outer_dr6 = debug_status_enter(cpu);
-	/* #DF is an abort: nothing can resume after it, so no hooks. */
-	if (v != X86_TRAP_DF)
+	/*
+	 * #DF is an abort: nothing can resume after it, so no hooks.  #DB and
+	 * #MC can interrupt idle: their hooks run with RCU watching, bracketed
+	 * like an NMI (docs/rcu-nmi.md).
+	 */
+	if (v != X86_TRAP_DF) {
+		rcu_nmi_enter();
 		handled = run_hooks(v, r);
+		rcu_nmi_exit();
+	}
 	if (handled) {
 		if (v == X86_TRAP_DB)
 			hook_dr6[cpu] = outer_dr6;

@@ -101,6 +101,13 @@ int nmi_register(unsigned type, const char *name, nmi_handler_fn fn, unsigned fl
 int nmi_unregister(unsigned type, const char *name);
 
 /*
+ * Make nmi_unregister() wait with `fn` instead: the kernel passes
+ * synchronize_rcu once its RCU runs (NMI handlers are RCU readers, see
+ * <nmikit/rcu.h>); NULL goes back to the per-CPU sequence-counter wait.
+ */
+void nmi_set_synchronize(void (*fn)(void));
+
+/*
  * Install / remove the emergency handler.  nmi_set_emergency() fails with
  * NMI_EBUSY when another one is installed (compare-and-swap, so two callers
  * cannot both win); nmi_clear_emergency() removes `fn` only if it is the one

@@ -144,6 +144,41 @@ unsigned os_nmi_reason_read(void);
  */
 void os_nmi_reason_ack(unsigned bits);
 
+/* --- RCU (core/rcu.c only) ------------------------------------------------ */
+
+/*
+ * Disable / re-enable preemption on this CPU: between the two, the calling
+ * task keeps the CPU (no context switch, no migration) though interrupts
+ * stay on.  They nest.  rcu_read_lock()/rcu_read_unlock() are built on
+ * them: a CPU that switches tasks is therefore in no read-side section.
+ * os_preempt_enable() may switch to another task if one is due, but only
+ * when interrupts are on (so never in NMI or interrupt context).
+ * NMI-safe: yes (a per-CPU count moved up and back down; the enable does
+ * not schedule with interrupts off).
+ */
+void os_preempt_disable(void);
+void os_preempt_enable(void);
+
+/*
+ * Let time pass while synchronize_rcu() or rcu_barrier() waits for other
+ * CPUs: sleep for about a timer tick when the caller may sleep (task
+ * context, preemption and interrupts on), otherwise PAUSE for a short
+ * while (tens of microseconds) and return.  Either way it returns, and the
+ * caller looks again.
+ * NMI-safe: no (never called in NMI context).
+ */
+void os_rcu_wait(void);
+
+/*
+ * call_rcu() queued the first callback on `cpu`'s (the caller's own) empty
+ * list: wake that CPU's RCU callback thread, which calls rcu_do_batch()
+ * until it returns false and then sleeps.  Called with interrupts off, in
+ * task or interrupt context.  A port without threads may do nothing and
+ * call rcu_do_batch() from somewhere else that can sleep.
+ * NMI-safe: no.
+ */
+void os_rcu_kick_callbacks(unsigned cpu);
+
 /* --- output and failure --------------------------------------------------- */
 
 /*

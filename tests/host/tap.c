@@ -55,7 +55,7 @@ static bool tap_run_one(const struct tap_test *t)
 
 int main(int argc, char **argv)
 {
-	const struct tap_test *suites[] = { nmi_tests, irq_work_tests, probe_tests, watchdog_tests };
+	const struct tap_test *suites[] = { nmi_tests, irq_work_tests, probe_tests, watchdog_tests, rcu_tests };
 	const char *filter = argc > 1 ? argv[1] : NULL;
 	unsigned total = 0, n = 0, failed = 0;
 

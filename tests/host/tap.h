@@ -51,6 +51,7 @@ void tap_fail(const char *file, int line, const char *what);
 extern const struct tap_test nmi_tests[];
 extern const struct tap_test irq_work_tests[];
 extern const struct tap_test probe_tests[];
+extern const struct tap_test rcu_tests[];
 extern const struct tap_test watchdog_tests[];
 
 #endif
