@@ -14,6 +14,7 @@
 #include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MS	1000000ull
 #define SEC	(1000ull * MS)
@@ -750,6 +751,9 @@ static void register_unregister_churn_while_nmis_run(void)
 	/* A handler that always claims keeps the NMIs out of the unknown path. */
 	CHECK_EQ(nmi_register(NMI_LOCAL, "base", h_claim_one, 0), NMI_OK);
 	CHECK_EQ(pthread_create(&n, NULL, churn_nmis, NULL), 0);
+	/* The churn must overlap NMIs: wait (bounded) until CPU 2 has taken one. */
+	for (int spins = 0; stats(2).entries == 0 && spins < 5000; spins++)
+		usleep(1000);
 	for (unsigned long i = 0; i < 2; i++)
 		CHECK_EQ(pthread_create(&w[i], NULL, churn_writer, (void *)i), 0);
 	for (unsigned i = 0; i < 2; i++)
