@@ -59,7 +59,7 @@ void nmi_backtrace_set_ops(const struct nmi_backtrace_ops *ops)
  * asked; otherwise one exchange on this CPU's own mark, the kernel's
  * NMI-safe capture, and one release store.  Never waits.
  */
-static int bt_nmi(unsigned type, struct nmi_frame *f)
+int nmi_backtrace_nmi(unsigned type, struct nmi_frame *f)
 {
 	unsigned me = os_cpu_id();
 	struct bt_cpu *c;
@@ -87,7 +87,7 @@ static int bt_nmi(unsigned type, struct nmi_frame *f)
 
 int nmi_backtrace_init(void)
 {
-	return nmi_register(NMI_LOCAL, "nmi_backtrace", bt_nmi, NMI_FLAG_FIRST);
+	return nmi_register(NMI_LOCAL, "nmi_backtrace", nmi_backtrace_nmi, NMI_FLAG_FIRST);
 }
 
 static bool in_set(const uint64_t *cpus, unsigned cpu)

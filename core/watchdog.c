@@ -37,7 +37,7 @@ struct wd_cpu {
 	/* Counters (read by anyone at any time). */
 	_Atomic uint64_t checks, nmis, late, touches, withdrawn;
 	_Atomic uint64_t hard_lockups, soft_lockups, soft_late;
-	_Atomic uint64_t stat_hb, stale_ns, max_stale_ns, stat_last_ns;
+	_Atomic uint64_t stat_hb, stale_ns, max_stale_ns, stat_last_ns, last_lockup_ns;
 } NK_CACHE_ALIGNED;
 
 static struct wd_cpu wd_cpus[NMIKIT_MAX_CPUS];
@@ -155,17 +155,24 @@ bool watchdog_cpu_monitored(unsigned cpu)
 
 /* --- checks -------------------------------------------------------------------- */
 
-/* Caller holds c->claimed. */
-static void wd_forget(struct wd_cpu *c)
+/* Caller holds c->claimed: the evidence starts again, at `since` ns. */
+static void wd_forget(struct wd_cpu *c, uint64_t since)
 {
 	c->reported = false;
-	st(&c->stale_ns, 0);
+	st(&c->stale_ns, since);
 }
 
 /*
  * NMI-safe: yes.  The slot is claimed with one exchange that is never waited
  * for (a second checker gets WD_BUSY and the next period tries again), and
  * only the claim holder writes the evidence.
+ *
+ * The evidence is the time since the previous check before the one that saw
+ * the heartbeat move (or the touch): the move happened somewhere in that
+ * last interval, so this is the longest the CPU may have gone without a
+ * tick.  Deciding on that bound reports a lockup at most one check period
+ * after the CPU has been silent for the threshold; a CPU silent for less
+ * than (threshold - one period) is never reported.
  */
 enum watchdog_verdict watchdog_check(unsigned cpu, uint64_t now_ns, uint64_t heartbeat,
 				     uint64_t period_ns)
@@ -187,22 +194,11 @@ enum watchdog_verdict watchdog_check(unsigned cpu, uint64_t now_ns, uint64_t hea
 		c->have_sample = true;
 		atomic_store_explicit(&c->touched, false, memory_order_relaxed);
 		atomic_store_explicit(&c->withdraw, false, memory_order_relaxed);
-		wd_forget(c);
+		wd_forget(c, 0);
 		v = WD_FIRST;
-	} else if (atomic_exchange_explicit(&c->touched, false, memory_order_relaxed)) {
-		nk_stat_inc(&c->touches);
-		wd_forget(c);
-		v = WD_TOUCHED;
-	} else if (atomic_exchange_explicit(&c->withdraw, false, memory_order_relaxed)) {
-		wd_forget(c);
-		v = WD_OK;
-	} else if (heartbeat != c->hb) {
-		v = c->reported ? WD_RECOVERED : WD_OK;
-		wd_forget(c);
 	} else {
 		uint64_t gap = now_ns - c->last_ns;
 		bool late = period_ns && gap > (uint64_t)WATCHDOG_LATE_FACTOR * period_ns;
-		uint64_t stale;
 
 		/*
 		 * The "NMI itself came late" rule: a check long after the
@@ -214,17 +210,30 @@ enum watchdog_verdict watchdog_check(unsigned cpu, uint64_t now_ns, uint64_t hea
 			gap = period_ns;
 			nk_stat_inc(&c->late);
 		}
-		stale = ld(&c->stale_ns) + gap;
-		st(&c->stale_ns, stale);
-		if (stale > ld(&c->max_stale_ns))
-			st(&c->max_stale_ns, stale);
-		if (c->reported)
-			v = WD_STILL_LOCKED;
-		else if (stale >= watchdog_thresh_ns()) {
-			c->reported = true;
-			v = WD_LOCKUP;
+		if (atomic_exchange_explicit(&c->touched, false, memory_order_relaxed)) {
+			nk_stat_inc(&c->touches);
+			wd_forget(c, gap);
+			v = WD_TOUCHED;
+		} else if (atomic_exchange_explicit(&c->withdraw, false, memory_order_relaxed)) {
+			wd_forget(c, gap);
+			v = WD_OK;
+		} else if (heartbeat != c->hb) {
+			v = c->reported ? WD_RECOVERED : WD_OK;
+			wd_forget(c, gap);
 		} else {
-			v = late ? WD_LATE : WD_STALE;
+			uint64_t stale = ld(&c->stale_ns) + gap;
+
+			st(&c->stale_ns, stale);
+			if (stale > ld(&c->max_stale_ns))
+				st(&c->max_stale_ns, stale);
+			if (c->reported)
+				v = WD_STILL_LOCKED;
+			else if (stale >= watchdog_thresh_ns()) {
+				c->reported = true;
+				v = WD_LOCKUP;
+			} else {
+				v = late ? WD_LATE : WD_STALE;
+			}
 		}
 	}
 	c->hb = heartbeat;
@@ -350,8 +359,10 @@ void watchdog_note_soft_lockup(unsigned cpu)
 {
 	struct wd_cpu *c = wd_slot(cpu);
 
-	if (c)
+	if (c) {
+		st(&c->last_lockup_ns, os_timestamp_ns());
 		nk_atomic_inc(&c->soft_lockups);
+	}
 }
 
 /* --- reports ------------------------------------------------------------------------ */
@@ -368,6 +379,8 @@ void watchdog_hardlockup_report(unsigned cpu, const char *source, struct nmi_fra
 	const struct watchdog_ops *ops = atomic_load_explicit(&wd_ops, memory_order_acquire);
 	uint64_t stale = c ? ld(&c->stale_ns) : 0;
 
+	if (c)
+		st(&c->last_lockup_ns, os_timestamp_ns());
 	nk_log(NK_LOG_EMERG, "NMI watchdog: Watchdog detected hard LOCKUP on cpu %u", cpu);
 	nk_log(NK_LOG_EMERG, "NMI watchdog: cpu %u made no progress for %llu.%03llu s "
 	       "(threshold %u s, source %s)", cpu,
@@ -412,6 +425,7 @@ void watchdog_get_stats(unsigned cpu, struct watchdog_cpu_stats *out)
 	out->max_stale_ns = ld(&c->max_stale_ns);
 	out->last_check_ns = ld(&c->stat_last_ns);
 	out->soft_touch_ns = ld(&c->soft_touch_ns);
+	out->last_lockup_ns = ld(&c->last_lockup_ns);
 	out->monitored = atomic_load_explicit(&c->monitored, memory_order_relaxed);
 }
 

@@ -18,6 +18,7 @@
 #include <kernel/ktest.h>
 #include <kernel/nmi_setup.h>
 #include <kernel/tick.h>
+#include <kernel/watchdog.h>
 #include <kernel/time.h>
 #include <kernel/panic.h>
 #include <kernel/rcu_setup.h>
@@ -101,6 +102,7 @@ static void boot_cpu_continue(void)
 	/* Step 9: start the other CPUs; NMI self-test on every CPU. */
 	smp_boot();
 	nmi_selftest_boot();
+	watchdog_kernel_init();	/* lockup detectors, docs/watchdog.md */
 
 	/* Step 10: interrupts on; run tests (test=GLOB) or start the shell. */
 	time_report_boot();

@@ -5,6 +5,7 @@
  */
 #include <arch/percpu.h>
 #include <kernel/shell.h>
+#include <kernel/watchdog.h>
 #include <nmikit/nmi.h>
 #include <nmikit/os.h>
 
@@ -72,11 +73,13 @@ static int cmd_nmi(int argc, char **argv)
 		nmi_print_handlers(shell_write_fn, 0);
 		return 0;
 	}
+	if (!__builtin_strcmp(sub, "backtrace"))
+		return nmi_backtrace_cmd(argc, argv);
 	if (!__builtin_strcmp(sub, "send"))
 		return nmi_send_cmd(argc > 2 ? argv[2] : 0);
-	shell_printf("nmi: unknown subcommand '%s' (try: stat, handlers, send)\n", sub);
+	shell_printf("nmi: unknown subcommand '%s' (try: stat, handlers, send, backtrace)\n", sub);
 	return -1;
 }
 
-SHELL_CMD(nmi, "nmi [stat | handlers | send <cpu|all|others|self>]",
+SHELL_CMD(nmi, "nmi [stat | handlers | send <cpu|all|others|self> | backtrace [CPUS]]",
 	  "NMI statistics, registered handlers, or send NMIs", cmd_nmi);

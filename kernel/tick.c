@@ -9,10 +9,12 @@
 #include <kernel/rcu_setup.h>
 #include <kernel/sched.h>
 #include <kernel/tick.h>
+#include <kernel/watchdog.h>
 
 void kernel_tick(struct regs *r)
 {
 	sched_tick(r);
 	rcu_kernel_tick(r);
 	nmi_kernel_tick();
+	watchdog_kernel_tick(r);
 }

@@ -154,7 +154,7 @@ void watchdog_set_ops(const struct watchdog_ops *ops);
  */
 void watchdog_hardlockup_report(unsigned cpu, const char *source, struct nmi_frame *f);
 
-/* Count a soft lockup report (the kernel prints it).  NMI-safe: yes. */
+/* Count a soft lockup report (the kernel prints it) and note its time.  NMI-safe: yes. */
 void watchdog_note_soft_lockup(unsigned cpu);
 
 /* --- statistics ----------------------------------------------------------------- */
@@ -173,6 +173,7 @@ struct watchdog_cpu_stats {
 	uint64_t max_stale_ns;	/* longest evidence ever gathered on this CPU */
 	uint64_t last_check_ns;	/* time of the last check */
 	uint64_t soft_touch_ns;	/* last run of the watchdog thread */
+	uint64_t last_lockup_ns;/* when the last hard or soft lockup report began */
 	bool monitored;
 };
 

@@ -54,7 +54,8 @@ static void first_check_only_takes_a_sample(void)
 	tos_advance(100 * MS);
 	CHECK_EQ(watchdog_check(1, tos_time(), 6, 100 * MS), WD_OK);
 	CHECK_EQ(wstats(1).checks, 2);
-	CHECK_EQ(wstats(1).stale_ns, 0);
+	/* It moved somewhere in the last 100 ms: that much silence is possible. */
+	CHECK_EQ(wstats(1).stale_ns, 100 * MS);
 }
 
 static void lockup_reported_once_after_threshold_then_recovers(void)
@@ -69,10 +70,41 @@ static void lockup_reported_once_after_threshold_then_recovers(void)
 	CHECK_EQ(frozen_checks(2, 5, 100 * MS, 7), WD_STILL_LOCKED);
 	tos_advance(100 * MS);
 	CHECK_EQ(watchdog_check(2, tos_time(), 8, 100 * MS), WD_RECOVERED);
-	CHECK_EQ(wstats(2).stale_ns, 0);
+	CHECK_EQ(wstats(2).stale_ns, 100 * MS);
 	CHECK_EQ(wstats(2).max_stale_ns, 1500 * MS);
 	/* A new lockup is reported again. */
-	CHECK_EQ(frozen_checks(2, 10, 100 * MS, 8), WD_LOCKUP);
+	CHECK_EQ(frozen_checks(2, 8, 100 * MS, 8), WD_STALE);
+	CHECK_EQ(frozen_checks(2, 1, 100 * MS, 8), WD_LOCKUP);
+}
+
+/*
+ * The bound the proof relies on: a CPU whose heartbeat last moved at T is
+ * reported no later than T + threshold + one period, and never before
+ * T + threshold - one period.
+ */
+static void lockup_reported_within_threshold_plus_one_period(void)
+{
+	for (uint64_t phase = 0; phase < 100 * MS; phase += 10 * MS) {
+		setup(1);
+		watchdog_cpu_monitor(1, true);
+		uint64_t hb = 1, moved = 0;
+		enum watchdog_verdict v = watchdog_check(1, tos_time(), hb, 100 * MS);
+		for (unsigned i = 0; i < 40 && v != WD_LOCKUP; i++) {
+			/* The last tick: `phase` after check 5. */
+			if (i == 5) {
+				tos_advance(phase);
+				hb++;
+				moved = tos_time();
+				tos_advance(100 * MS - phase);
+			} else {
+				tos_advance(100 * MS);
+			}
+			v = watchdog_check(1, tos_time(), hb, 100 * MS);
+		}
+		CHECK_EQ(v, WD_LOCKUP);
+		CHECK(tos_time() - moved <= 1 * S + 100 * MS);
+		CHECK(tos_time() - moved >= 1 * S - 100 * MS);
+	}
 }
 
 static void late_check_is_credited_one_period_only(void)
@@ -114,10 +146,10 @@ static void touch_forgets_the_evidence(void)
 	tos_cpu = 0;
 	touch_nmi_watchdog();
 	CHECK_EQ(frozen_checks(0, 1, 100 * MS, 1), WD_TOUCHED);
-	CHECK_EQ(wstats(0).stale_ns, 0);
+	CHECK_EQ(wstats(0).stale_ns, 100 * MS);
 	CHECK_EQ(wstats(0).touched, 1);
-	/* A full threshold is needed again. */
-	CHECK_EQ(frozen_checks(0, 9, 100 * MS, 1), WD_STALE);
+	/* A full threshold from the interval of the touch is needed again. */
+	CHECK_EQ(frozen_checks(0, 8, 100 * MS, 1), WD_STALE);
 	CHECK_EQ(frozen_checks(0, 1, 100 * MS, 1), WD_LOCKUP);
 	/* Touching another CPU works the same. */
 	CHECK_EQ(watchdog_check(3, tos_time(), 9, 100 * MS), WD_FIRST);
@@ -134,7 +166,8 @@ static void withdraw_and_restart_forget_the_evidence(void)
 	watchdog_withdraw(1);
 	CHECK_EQ(frozen_checks(1, 1, 100 * MS, 1), WD_OK);
 	CHECK_EQ(wstats(1).withdrawn, 1);
-	CHECK_EQ(frozen_checks(1, 9, 100 * MS, 1), WD_STALE);
+	CHECK_EQ(frozen_checks(1, 8, 100 * MS, 1), WD_STALE);
+	CHECK_EQ(frozen_checks(1, 1, 100 * MS, 1), WD_LOCKUP);
 	/* Monitoring restarted (a CPU back online): a first sample again. */
 	watchdog_cpu_monitor(1, true);
 	CHECK_EQ(frozen_checks(1, 1, 100 * MS, 1), WD_FIRST);
@@ -433,6 +466,7 @@ static void hard_report_with_all_cpu_backtrace(void)
 const struct tap_test watchdog_tests[] = {
 	TAP_TEST(first_check_only_takes_a_sample),
 	TAP_TEST(lockup_reported_once_after_threshold_then_recovers),
+	TAP_TEST(lockup_reported_within_threshold_plus_one_period),
 	TAP_TEST(late_check_is_credited_one_period_only),
 	TAP_TEST(repeated_late_checks_never_condemn_faster_than_periods),
 	TAP_TEST(touch_forgets_the_evidence),
