@@ -10,7 +10,9 @@
  *    (rcu_tick(true)): same argument, without waiting for a switch;
  *  - idle (or user mode, for a kernel that says so), seen through the
  *    dynticks counter of core/rcu_nmi.c: a snapshot that was even, or a
- *    counter that has moved since the snapshot.
+ *    counter that has moved since the snapshot;
+ *  - for an offline CPU, which runs nothing but NMIs: not being inside an
+ *    NMI that began before the grace period.
  * NMI handlers are readers without calling anything: an NMI is never
  * preempted and takes no tick, so the first two cannot happen under it, and
  * rcu_nmi_enter() makes the counter odd before the handler runs.
@@ -66,6 +68,7 @@ static uint64_t rcu_gp_start_ns;
 static bool rcu_gp_stall_warned;
 static uint64_t rcu_gp_dt_snap[NMIKIT_MAX_CPUS];
 static uint64_t rcu_gp_qs_snap[NMIKIT_MAX_CPUS];
+static uint64_t rcu_gp_nmi_snap[NMIKIT_MAX_CPUS];
 static bool rcu_gp_pending[NMIKIT_MAX_CPUS];
 
 static _Atomic uint64_t rcu_gp_waits;
@@ -167,17 +170,28 @@ static void rcu_gp_lock_drop(os_irqflags_t flags)
 
 /*
  * Whether `cpu` need not hold the running grace period up any longer.
- * `me`: the CPU running this code, which is in no reader right now.
- * A CPU that went offline or was parked by a shootdown runs no reader.
+ * `me`: the CPU running this code, which is in no reader right now.  A CPU
+ * parked for good by a panic shootdown will never read anything again.
+ *
+ * An offline CPU (the kernel parks it with interrupts off, running no task
+ * and taking no tick) passes no quiescent state of its own, but its only
+ * readers are NMI handlers: it is quiescent unless an NMI that began before
+ * the grace period is still running there, which the NMI core's per-CPU
+ * sequence counter tells (odd inside nmi_entry(), bumped with a full
+ * barrier before any chain is walked: the same store-buffering pair as
+ * dynticks).
  */
 static bool rcu_cpu_quiescent(unsigned cpu, unsigned me)
 {
-	if (cpu == me || !os_cpu_online(cpu) || nmi_cpu_parked(cpu))
+	if (cpu == me || nmi_cpu_parked(cpu))
 		return true;
 	if (rcu_dynticks_quiescent_since(cpu, rcu_gp_dt_snap[cpu]))
 		return true;
-	return atomic_load_explicit(&rcu_cpus[cpu].qs_seq, memory_order_acquire) !=
-	       rcu_gp_qs_snap[cpu];
+	if (atomic_load_explicit(&rcu_cpus[cpu].qs_seq, memory_order_acquire) != rcu_gp_qs_snap[cpu])
+		return true;
+	if (!os_cpu_online(cpu))
+		return !(rcu_gp_nmi_snap[cpu] & 1) || nmi_seq(cpu) != rcu_gp_nmi_snap[cpu];
+	return false;
 }
 
 /* Lock held.  The grace period begins: from here on every CPU must pass a QS. */
@@ -194,6 +208,7 @@ static void rcu_gp_start(unsigned me)
 	for (unsigned cpu = 0; cpu < ncpus && cpu < NMIKIT_MAX_CPUS; cpu++) {
 		rcu_gp_dt_snap[cpu] = rcu_dynticks_snap(cpu);
 		rcu_gp_qs_snap[cpu] = atomic_load_explicit(&rcu_cpus[cpu].qs_seq, memory_order_acquire);
+		rcu_gp_nmi_snap[cpu] = nmi_seq(cpu);
 		rcu_gp_pending[cpu] = !rcu_cpu_quiescent(cpu, me);
 	}
 }

@@ -122,8 +122,9 @@ KTEST(rcu, nmi_from_idle_is_watched)
 	kt_diag("CPU %d: %u NMIs sent, %lu handled, %llu entered from idle", cpu, sent,
 		atomic_load(&nmi_seen),
 		(unsigned long long)(rcu_nmi_from_idle((unsigned)cpu) - idle0));
-	KT_EXPECT_GT(atomic_load(&nmi_seen), 0);
-	KT_EXPECT_EQ(atomic_load(&nmi_unwatched), 0);
+	unsigned long seen = atomic_load(&nmi_seen), unwatched = atomic_load(&nmi_unwatched);
+	KT_EXPECT_GT(seen, 0);
+	KT_EXPECT_EQ(unwatched, 0);
 	KT_EXPECT_GT(rcu_nmi_from_idle((unsigned)cpu) - idle0, 0);
 	KT_EXPECT_EQ(rcu_warnings(RCU_WARN_KINDS), 0);
 }
@@ -169,8 +170,9 @@ KTEST(rcu, ist_entries_from_idle_are_watched)
 
 	KT_EXPECT_TRUE(idle);
 	KT_EXPECT_TRUE(still_idle);
-	KT_EXPECT_EQ(atomic_load(&hook_calls), 3);
-	KT_EXPECT_EQ(atomic_load(&hook_watched), 3);
+	unsigned long calls = atomic_load(&hook_calls), watched = atomic_load(&hook_watched);
+	KT_EXPECT_EQ(calls, 3);
+	KT_EXPECT_EQ(watched, 3);
 	KT_EXPECT_EQ(from_idle, 3);
 	KT_EXPECT_EQ(rcu_warnings(RCU_WARN_KINDS), 0);
 }
@@ -400,7 +402,8 @@ KTEST(rcu, rcu_user_enter_makes_the_cpu_quiescent)
 	KT_EXPECT_TRUE(quiet);
 	KT_EXPECT_TRUE(still_in);	/* the grace period ended with the CPU still "in user" */
 	KT_EXPECT_TRUE(got);
-	KT_EXPECT_EQ(atomic_load(&nmi_unwatched), 0);
+	unsigned long unwatched = atomic_load(&nmi_unwatched);
+	KT_EXPECT_EQ(unwatched, 0);
 	KT_EXPECT_EQ(rcu_warnings(RCU_WARN_KINDS), 0);
 }
 
@@ -466,7 +469,8 @@ KTEST(rcu, call_rcu_runs_on_the_queueing_cpu_after_a_grace_period)
 		if (ts[c])
 			task_wait(ts[c], NULL);
 	rcu_barrier();
-	KT_EXPECT_EQ(atomic_load(&cb_ran), n * CB_PER_CPU);
+	unsigned ran = atomic_load(&cb_ran);
+	KT_EXPECT_EQ(ran, n * CB_PER_CPU);
 	for (unsigned c = 0; c < cpus_possible; c++) {
 		if (!ts[c])
 			continue;

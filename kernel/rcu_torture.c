@@ -478,9 +478,14 @@ KTEST(rcu_torture, run)
 		(unsigned long long)atomic_load(&tort_bad), (unsigned long long)atomic_load(&tort_unwatched),
 		(unsigned long long)r.warnings, (unsigned long long)r.stalls);
 
+	uint64_t bad = atomic_load(&tort_bad), unwatched = atomic_load(&tort_unwatched);
+	uint64_t swaps_sync = atomic_load(&tort_swaps[0]), swaps_call = atomic_load(&tort_swaps[1]);
+	uint64_t swaps_handlers = atomic_load(&tort_swaps[2]), handler_calls = atomic_load(&tort_hcalls);
+	uint64_t callbacks = atomic_load(&tort_cbs);
+
 	/* What must never happen. */
-	KT_EXPECT_EQ(atomic_load(&tort_bad), 0);
-	KT_EXPECT_EQ(atomic_load(&tort_unwatched), 0);
+	KT_EXPECT_EQ(bad, 0);
+	KT_EXPECT_EQ(unwatched, 0);
 	KT_EXPECT_EQ(r.warnings, 0);
 	KT_EXPECT_EQ(r.stalls, 0);
 	/* What must have happened for the run to mean anything. */
@@ -489,9 +494,9 @@ KTEST(rcu_torture, run)
 	KT_EXPECT_GT(r.from_idle, 0);
 	KT_EXPECT_GT(r.idle_periods, 0);
 	KT_EXPECT_GT(r.gps, 10);
-	KT_EXPECT_GT(atomic_load(&tort_swaps[0]), 5);
-	KT_EXPECT_GT(atomic_load(&tort_swaps[1]), 5);
-	KT_EXPECT_GT(atomic_load(&tort_swaps[2]), 5);
-	KT_EXPECT_GT(atomic_load(&tort_hcalls), 0);
-	KT_EXPECT_GT(atomic_load(&tort_cbs), 5);
+	KT_EXPECT_GT(swaps_sync, 5);
+	KT_EXPECT_GT(swaps_call, 5);
+	KT_EXPECT_GT(swaps_handlers, 5);
+	KT_EXPECT_GT(handler_calls, 0);
+	KT_EXPECT_GT(callbacks, 5);
 }

@@ -644,6 +644,63 @@ static void nmi_entry_brackets_the_dispatch(void)
 	CHECK_EQ(rcu_warnings(RCU_WARN_KINDS), 0);
 }
 
+/* An offline CPU runs only NMIs: one that began before the grace period holds it. */
+static _Atomic bool hold_nmi, in_held_nmi, left_held_nmi;
+
+static int holding_handler(unsigned type, struct nmi_frame *f)
+{
+	(void)type;
+	(void)f;
+	if (tos_cpu != 3 || !atomic_load(&hold_nmi))
+		return NMI_DONE;
+	atomic_store(&in_held_nmi, true);
+	while (atomic_load(&hold_nmi))
+		sched_yield();
+	atomic_store(&left_held_nmi, true);
+	return NMI_HANDLED;
+}
+
+static void *cpu3_nmi(void *arg)
+{
+	(void)arg;
+	tos_cpu = 3;
+	tos_nmi(3, 0x3000);
+	return NULL;
+}
+
+static void do_release_nmi(void) { atomic_store(&hold_nmi, false); }
+
+static void offline_cpu_in_an_nmi_holds_the_grace_period(void)
+{
+	static const struct step steps[] = {
+		{ 10, 0, do_release_nmi },
+		{ 0, 0, NULL },
+	};
+	pthread_t th;
+
+	all_cpus_running();
+	AS_CPU(1, rcu_idle_enter());
+	AS_CPU(2, rcu_idle_enter());
+	tos_set_online(3, false);	/* parked: no task, no tick, NMIs only */
+	CHECK_EQ(nmi_register(NMI_LOCAL, "hold", holding_handler, 0), NMI_OK);
+	atomic_store(&hold_nmi, true);
+	pthread_create(&th, NULL, cpu3_nmi, NULL);
+	while (!atomic_load(&in_held_nmi))
+		sched_yield();
+	wait_yields = true;
+	play(steps);
+	synchronize_rcu();
+	bool left_first = atomic_load(&left_held_nmi);
+	atomic_store(&hold_nmi, false);		/* in case it returned early */
+	pthread_join(th, NULL);
+	CHECK(left_first);
+	CHECK(atomic_load(&waits) >= 10);
+	/* An offline CPU outside any NMI holds nothing up. */
+	play(NULL);
+	synchronize_rcu();
+	CHECK_EQ(atomic_load(&waits), 0);
+}
+
 /* --- threads: readers never see what a writer poisoned -------------------- */
 
 #define POISON 0x5a5a5a5a5a5a5a5aull
@@ -800,6 +857,7 @@ const struct tap_test rcu_tests[] = {
 	TAP_TEST(call_rcu_on_two_cpus_and_rcu_barrier),
 	TAP_TEST(nmi_unregister_waits_for_a_grace_period),
 	TAP_TEST(nmi_entry_brackets_the_dispatch),
+	TAP_TEST(offline_cpu_in_an_nmi_holds_the_grace_period),
 	TAP_TEST(threaded_readers_never_see_a_poisoned_object),
 	TAP_TEST(threaded_readers_catch_the_broken_sync_switch),
 	{ NULL, NULL },
