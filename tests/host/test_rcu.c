@@ -226,11 +226,23 @@ static void sig_nmi(int sig)
 static _Atomic bool sig_stop;
 static pthread_t sig_target;
 
+/*
+ * At most 4 signals in flight: with SA_NODEFER each one nests inside the
+ * last, so an unpaced sender against a slow (loaded) target recursed until
+ * the stack overflowed (SIGSEGV in CI).  Four still nest at any instruction.
+ */
 static void *sig_sender(void *arg)
 {
+	unsigned long sent = 0;
+
 	(void)arg;
 	while (!atomic_load(&sig_stop)) {
+		if (sent - atomic_load(&sig_nmis) >= 4) {
+			sched_yield();
+			continue;
+		}
 		pthread_kill(sig_target, SIGUSR1);
+		sent++;
 		for (volatile int i = 0; i < 200; i++)
 			;
 	}
