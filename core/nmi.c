@@ -552,7 +552,14 @@ static int nmi_external(struct nmi_frame *f, unsigned cpu, struct nmi_cpu *c,
 	if (cpu != atomic_load_explicit(&nmi_owner_cpu, memory_order_relaxed))
 		return 0;
 	if (atomic_flag_test_and_set_explicit(&nmi_reason_lock, memory_order_acquire)) {
+		/*
+		 * The holder read the port before this NMI came, so a reason
+		 * raised since (and its edge, which the latch may have merged
+		 * with this NMI) would wait for a next NMI that may never come:
+		 * the probe looks again on the next tick.
+		 */
 		nk_stat_inc(&c->ctr.reason_busy);
+		nmi_probe_request();
 		return 0;
 	}
 	bits = os_nmi_reason_read() & OS_NMI_REASON_MASK;

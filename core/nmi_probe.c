@@ -88,9 +88,30 @@ static void nmi_probe_fn(struct irq_work *w)
 
 /*
  * NMI context, this CPU.  Safe: touches only this CPU's probe slot, and
- * irq_work_queue() is NMI-safe.  The pending mark is left as it is: a real
- * event was claimed, but the probe's own NMI may still be in flight behind
- * this one; clearing the mark now would make that NMI look unknown.
+ * irq_work_queue() is NMI-safe.  Asks for a probe on the next tick without
+ * counting anything: the dispatch could not look at a source this time (the
+ * reason lock was held elsewhere), so a later look must be guaranteed.
+ */
+void nmi_probe_request(void)
+{
+	struct nmi_probe_cpu *p = &nmi_probes[os_cpu_id()];
+
+	if (!nmi_lost_recovery)
+		return;
+	atomic_store_explicit(&p->wanted, true, memory_order_release);
+	/*
+	 * First use on this CPU: nothing else can touch the item yet (it was
+	 * never queued, and dispatch does not nest on one CPU).
+	 */
+	if (!p->work.func)
+		irq_work_init(&p->work, nmi_probe_fn, IRQ_WORK_LAZY);
+	irq_work_queue(&p->work);
+}
+
+/*
+ * NMI context, this CPU.  The pending mark is left as it is: a real event
+ * was claimed, but the probe's own NMI may still be in flight behind this
+ * one; clearing the mark now would make that NMI look unknown.
  */
 void nmi_probe_on_claimed(void)
 {
@@ -100,14 +121,7 @@ void nmi_probe_on_claimed(void)
 		return;
 	if (atomic_load_explicit(&p->pending, memory_order_acquire))
 		nk_stat_inc(&p->found);
-	atomic_store_explicit(&p->wanted, true, memory_order_release);
-	/*
-	 * First use on this CPU: nothing else can touch the item yet (it was
-	 * never queued, and dispatch does not nest on one CPU).
-	 */
-	if (!p->work.func)
-		irq_work_init(&p->work, nmi_probe_fn, IRQ_WORK_LAZY);
-	irq_work_queue(&p->work);
+	nmi_probe_request();
 }
 
 /*

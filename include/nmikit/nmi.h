@@ -225,8 +225,11 @@ extern bool nmi_lost_recovery;		/* run the lost-NMI probe (default on) */
  * nmi_probe_on_claimed(): an NMI was claimed; counts a find when a probe was
  * pending and queues the next probe.  nmi_probe_on_unclaimed(): nothing
  * claimed the NMI; returns true (and clears the mark) if it was our probe.
+ * nmi_probe_request(): queue the next probe without counting a find (the
+ * dispatch could not examine a source: the reason lock was busy).
  */
 void nmi_probe_on_claimed(void);
+void nmi_probe_request(void);
 bool nmi_probe_on_unclaimed(void);
 
 struct nmi_probe_stats {

@@ -246,6 +246,54 @@ static void empty_nmi_before_probe_nmi_does_not_make_probe_unknown(void)
 	CHECK_EQ(stats(0).unknown, 1);
 }
 
+static unsigned iochk_calls;
+
+static int h_iochk(unsigned type, struct nmi_frame *f)
+{
+	(void)type; (void)f;
+	iochk_calls++;
+	return 1;
+}
+
+/*
+ * CPU 1 owns the external NMIs and holds the reason lock in its SERR
+ * handler; meanwhile an IOCHK is raised, its NMI goes to CPU 0 (the owner
+ * role has just moved there) and finds the lock held.
+ */
+static int h_serr_on_cpu1_raises_iochk(unsigned type, struct nmi_frame *f)
+{
+	(void)type; (void)f;
+	serr_calls++;
+	if (tos_cpu == 1 && serr_calls == 1) {
+		CHECK_EQ(nmi_set_external_owner(0), NMI_OK);
+		tos_reason_assert(OS_NMI_REASON_IOCHK);
+		tos_nmi(0, 0x2000);
+	}
+	return 1;
+}
+
+static void reason_lock_busy_queues_probe_that_services_the_reason_later(void)
+{
+	CHECK_EQ(nmi_register(NMI_SERR, "serr", h_serr_on_cpu1_raises_iochk, 0), NMI_OK);
+	CHECK_EQ(nmi_register(NMI_IO_CHECK, "iochk", h_iochk, 0), NMI_OK);
+	CHECK_EQ(nmi_set_external_owner(1), NMI_OK);
+	tos_reason_assert(OS_NMI_REASON_SERR);
+	tos_nmi(1, 0x1000);
+	CHECK_EQ(serr_calls, 1);
+	CHECK_EQ(stats(0).reason_busy, 1);
+	CHECK_EQ(iochk_calls, 0);			/* CPU 1 read the port before it */
+	CHECK_EQ(tos_reason_asserted(), OS_NMI_REASON_IOCHK);
+	/* CPU 1 is done, the lock is free; CPU 0's next tick probes. */
+	tick(0);
+	CHECK_EQ(tos_sent_count(), 1);
+	CHECK(tos_sent(0)->self);
+	CHECK_EQ(tos_sent(0)->to, 0);
+	CHECK(tos_deliver(0, 0x3000));
+	CHECK_EQ(iochk_calls, 1);
+	CHECK_EQ(tos_reason_asserted(), 0);
+	CHECK_EQ(stats(0).probe_found, 1);
+}
+
 static void recovery_switched_off_drops_queued_probe(void)
 {
 	CHECK_EQ(nmi_register(NMI_LOCAL, "local", h_local, 0), NMI_OK);
@@ -279,6 +327,7 @@ const struct tap_test probe_tests[] = {
 	TAP_TEST(probe_not_resent_while_its_nmi_is_in_flight),
 	TAP_TEST(external_claim_also_queues_probe),
 	TAP_TEST(empty_nmi_before_probe_nmi_does_not_make_probe_unknown),
+	TAP_TEST(reason_lock_busy_queues_probe_that_services_the_reason_later),
 	TAP_TEST(recovery_switched_off_drops_queued_probe),
 	TAP_TEST(probe_stats_for_bad_cpu_are_zero),
 	{ NULL, NULL },
