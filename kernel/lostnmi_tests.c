@@ -365,14 +365,25 @@ static int storm_ext(int i)
 static int storm_serr(unsigned type, struct nmi_frame *f) { (void)type; (void)f; return storm_ext(0); }
 static int storm_iochk(unsigned type, struct nmi_frame *f) { (void)type; (void)f; return storm_ext(1); }
 
-/* A sender thread: NMIs to CPU 0 back to back, one PAUSE each, until the storm ends. */
+/*
+ * A sender thread: NMIs to CPU 0 back to back, one PAUSE each, until the
+ * storm ends.  The event is counted before its NMI is sent, so the target may
+ * claim it early, with an NMI already there; the event's own NMI then comes
+ * later, finds nothing, and interrupts a different IP than the claiming one,
+ * where the back-to-back rule cannot explain it: an unknown NMI that is the
+ * test's doing.  Interrupts are off from the count to the send so that this
+ * CPU's tick cannot hold the two apart; only the host descheduling this vCPU
+ * in those few instructions still can (see the bound in storm_run()).
+ */
 static void storm_sender(void *arg)
 {
 	unsigned s = (unsigned)(uintptr_t)arg;
 	while (atomic_load(&storm_on)) {
+		uint64_t flags = irq_save();
 		atomic_fetch_add(&storm_pending[s], 1);
 		atomic_fetch_add(&storm_sent[s], 1);
 		os_send_nmi(storm_target);
+		irq_restore(flags);
 		cpu_relax();
 	}
 }
@@ -534,7 +545,14 @@ static void storm_run(unsigned seconds)
 	KT_EXPECT_EQ(twice, 0ul);			/* ... none twice */
 	KT_EXPECT_EQ(unraised, 0ul);
 	KT_EXPECT_EQ(pending, 0u);
-	KT_EXPECT_LE(a->unknown - b->unknown, presses);	/* none for a probe */
+	/*
+	 * None for a probe.  CPU 0 sees each button press, unless it merged
+	 * with a storm NMI; and a sender descheduled by the host between its
+	 * count and its send makes an unknown of its own (see storm_sender()).
+	 * The slack, a twentieth of the probes, is far below what probes that
+	 * the core failed to absorb would add: one unknown each.
+	 */
+	KT_EXPECT_LE(a->unknown - b->unknown, presses + probes / 20);
 	KT_EXPECT_LE(probes, dur_ticks + 2);		/* at most one per tick */
 }
 
