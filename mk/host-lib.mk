@@ -34,6 +34,12 @@ HL_HEADERS := include/nmikit/log.h include/nmikit/param.h include/nmikit/format.
 	include/nmikit/compiler.h include/nmikit/os.h kernel/include/kernel/acpi.h \
 	kernel/include/kernel/ktest.h kernel/include/kernel/shell.h
 
+# The shared harness (tap.c) and, for the tests that need an os.h, the
+# host-lib one (lib_os.c) with its console capture.
+HL_TEST_HEADERS := tests/host/tap.h tests/host/lib_os.h tests/host/capture.h
+HL_TAP := $(HL_DIR)/tests/tap.o
+HL_OS := $(HL_TAP) $(HL_DIR)/tests/lib_os.o $(HL_DIR)/tests/capture.o
+
 HL_TESTS := test_format test_log test_log_wrap test_param test_acpi test_shell_parse
 HL_BINS := $(addprefix $(HL_DIR)/,$(HL_TESTS))
 
@@ -65,13 +71,13 @@ $(HL_DIR)/kernel/%.o: kernel/%.c $(HL_HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(HL_CFLAGS) -c $< -o $@
 
-$(HL_DIR)/tests/%.o: tests/host/%.c $(HL_HEADERS)
+$(HL_DIR)/tests/%.o: tests/host/%.c $(HL_HEADERS) $(HL_TEST_HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(HL_CFLAGS) -c $< -o $@
-$(HL_DIR)/tests/test_log.o: tests/host/test_log.c $(HL_HEADERS)
+$(HL_DIR)/tests/test_log.o: tests/host/test_log.c $(HL_HEADERS) $(HL_TEST_HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(HL_CFLAGS) -DNK_LOG_TEST_HOOKS -c $< -o $@
-$(HL_DIR)/tests/test_log_wrap.o: tests/host/test_log.c $(HL_HEADERS)
+$(HL_DIR)/tests/test_log_wrap.o: tests/host/test_log.c $(HL_HEADERS) $(HL_TEST_HEADERS)
 	@mkdir -p $(@D)
 	$(CC) $(HL_CFLAGS) -DNK_LOG_TEST_HOOKS -DNK_LOG_RECORDS=16 -c $< -o $@
 
@@ -80,19 +86,20 @@ $(HL_DIR)/tests/test_log_wrap.o: tests/host/test_log.c $(HL_HEADERS)
 HL_LOGLIB := $(HL_DIR)/core/format.o $(HL_DIR)/core/param.o
 
 $(HL_DIR)/test_format: $(HL_DIR)/tests/test_format.o $(HL_DIR)/core/format.o \
-		$(HL_DIR)/core/string_nkt.o
+		$(HL_DIR)/core/string_nkt.o $(HL_TAP)
 	$(CC) $(HL_LDFLAGS) $^ -o $@
-$(HL_DIR)/test_log: $(HL_DIR)/tests/test_log.o $(HL_DIR)/core/log_hooks.o $(HL_LOGLIB)
+$(HL_DIR)/test_log: $(HL_DIR)/tests/test_log.o $(HL_DIR)/core/log_hooks.o $(HL_LOGLIB) $(HL_OS)
 	$(CC) $(HL_LDFLAGS) $^ -o $@
-$(HL_DIR)/test_log_wrap: $(HL_DIR)/tests/test_log_wrap.o $(HL_DIR)/core/log_small.o $(HL_LOGLIB)
+$(HL_DIR)/test_log_wrap: $(HL_DIR)/tests/test_log_wrap.o $(HL_DIR)/core/log_small.o $(HL_LOGLIB) \
+		$(HL_OS)
 	$(CC) $(HL_LDFLAGS) $^ -o $@
-$(HL_DIR)/test_param: $(HL_DIR)/tests/test_param.o $(HL_DIR)/core/log.o $(HL_LOGLIB)
+$(HL_DIR)/test_param: $(HL_DIR)/tests/test_param.o $(HL_DIR)/core/log.o $(HL_LOGLIB) $(HL_OS)
 	$(CC) $(HL_LDFLAGS) $^ -o $@
-$(HL_DIR)/test_acpi: $(HL_DIR)/tests/test_acpi.o $(HL_DIR)/kernel/acpi_parse.o
+$(HL_DIR)/test_acpi: $(HL_DIR)/tests/test_acpi.o $(HL_DIR)/kernel/acpi_parse.o $(HL_TAP)
 	$(CC) $(HL_LDFLAGS) $^ -o $@
 $(HL_DIR)/test_shell_parse: $(HL_DIR)/tests/test_shell_parse.o \
 		$(HL_DIR)/kernel/shell_parse.o $(HL_DIR)/kernel/shell.o \
-		$(HL_DIR)/kernel/ktest.o $(HL_DIR)/core/log.o $(HL_LOGLIB)
+		$(HL_DIR)/kernel/ktest.o $(HL_DIR)/core/log.o $(HL_LOGLIB) $(HL_OS)
 	$(CC) $(HL_LDFLAGS) $^ -o $@
 
 # --- run ---------------------------------------------------------------------------

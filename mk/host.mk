@@ -15,7 +15,8 @@ HOST_CC ?= $(CC)
 HOST_DIR        := $(BUILD)/host
 HOST_CORE_SRC   := core/nmi.c core/irq_work.c core/nmi_probe.c core/rcu_nmi.c core/rcu.c \
                    core/watchdog.c core/nmi_backtrace.c
-HOST_TEST_SRC   := tests/host/tap.c tests/host/test_os.c tests/host/test_nmi.c \
+HOST_TEST_SRC   := tests/host/tap.c tests/host/host_main.c tests/host/capture.c \
+                   tests/host/test_os.c tests/host/test_nmi.c \
                    tests/host/test_irq_work.c tests/host/test_probe.c tests/host/test_rcu.c \
                    tests/host/test_watchdog.c
 HOST_TEST_BIN   := $(HOST_DIR)/nmikit-host-tests

@@ -108,16 +108,18 @@ $(POSIX_COV_DIR)/lib/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -g -O0 -pthread $(POSIX_WARN) -Iinclude -Ikernel/include \
 		$(POSIX_COV_FLAGS) -c $< -o $@
+# The host-lib tests' harness and os.h.
+POSIX_COV_LIBOS := tests/host/tap.o tests/host/lib_os.o tests/host/capture.o
 # test_log drives core/log.c through its test hooks.
 $(POSIX_COV_DIR)/libh/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) -std=gnu11 -g -O0 -pthread $(POSIX_WARN) -Iinclude -Ikernel/include -DNK_LOG_TEST_HOOKS \
 		$(POSIX_COV_FLAGS) -c $< -o $@
 $(POSIX_COV_DIR)/test_param: $(addprefix $(POSIX_COV_DIR)/lib/,tests/host/test_param.o \
-		core/log.o core/format.o core/param.o)
+		core/log.o core/format.o core/param.o $(POSIX_COV_LIBOS))
 	$(CC) $(POSIX_COV_FLAGS) -pthread -o $@ $^
 $(POSIX_COV_DIR)/test_log: $(addprefix $(POSIX_COV_DIR)/libh/,tests/host/test_log.o \
-		core/log.o core/format.o core/param.o)
+		core/log.o core/format.o core/param.o $(POSIX_COV_LIBOS))
 	$(CC) $(POSIX_COV_FLAGS) -pthread -o $@ $^
 
 $(POSIX_COV_DIR)/tort/core/%.o: core/%.c

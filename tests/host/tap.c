@@ -1,29 +1,36 @@
 /*
- * Runs every host unit test in a child process and reports TAP on stdout.
- * `nmikit-host-tests [substring]` runs only the tests whose name contains it.
+ * The TAP harness shared by every host test program (see tap.h): a forked
+ * child per test with a time limit, one result line per test, the plan first
+ * and a summary last.
  */
 #include "tap.h"
-#include "test_os.h"
 
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-int tap_failures;
+_Atomic int tap_failures;
 
 /* A test that has not finished after this long is reported as hung. */
 #define TAP_TIMEOUT_S	20
 
-void tap_fail(const char *file, int line, const char *what)
+void tap_fail(const char *file, int line, const char *fmt, ...)
 {
+	va_list ap;
+
 	tap_failures++;
-	printf("# %s:%d: check failed: %s\n", file, line, what);
+	printf("# %s:%d: check failed: ", file, line);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
 	fflush(stdout);
 }
 
-static bool tap_run_one(const struct tap_test *t)
+static bool tap_run_one(const struct tap_test *t, void (*setup)(void))
 {
 	int status;
 	pid_t pid;
@@ -36,7 +43,8 @@ static bool tap_run_one(const struct tap_test *t)
 	}
 	if (pid == 0) {
 		alarm(TAP_TIMEOUT_S);
-		tos_reset(4);
+		if (setup)
+			setup();
 		t->fn();
 		fflush(stdout);
 		exit(tap_failures ? 1 : 0);
@@ -53,24 +61,27 @@ static bool tap_run_one(const struct tap_test *t)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-int main(int argc, char **argv)
+static bool tap_selected(const struct tap_test *t, const char *filter)
 {
-	const struct tap_test *suites[] = { nmi_tests, irq_work_tests, probe_tests, watchdog_tests, rcu_tests };
+	return !filter || strstr(t->name, filter);
+}
+
+int tap_main(int argc, char **argv, const struct tap_test *const *suites, void (*setup)(void))
+{
 	const char *filter = argc > 1 ? argv[1] : NULL;
 	unsigned total = 0, n = 0, failed = 0;
 
-	for (size_t s = 0; s < sizeof(suites) / sizeof(suites[0]); s++)
-		for (const struct tap_test *t = suites[s]; t->name; t++)
-			if (!filter || strstr(t->name, filter))
-				total++;
+	for (const struct tap_test *const *s = suites; *s; s++)
+		for (const struct tap_test *t = *s; t->name; t++)
+			total += tap_selected(t, filter);
 	printf("1..%u\n", total);
-	for (size_t s = 0; s < sizeof(suites) / sizeof(suites[0]); s++) {
-		for (const struct tap_test *t = suites[s]; t->name; t++) {
+	for (const struct tap_test *const *s = suites; *s; s++) {
+		for (const struct tap_test *t = *s; t->name; t++) {
 			bool ok;
 
-			if (filter && !strstr(t->name, filter))
+			if (!tap_selected(t, filter))
 				continue;
-			ok = tap_run_one(t);
+			ok = tap_run_one(t, setup);
 			printf("%sok %u - %s\n", ok ? "" : "not ", ++n, t->name);
 			if (!ok)
 				failed++;

@@ -9,44 +9,19 @@
 #define _GNU_SOURCE
 #include <kernel/acpi.h>
 
+#include "tap.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* --- TAP ------------------------------------------------------------------- */
-
-static int tap_count, tap_failures, case_failed;
-
-#define CHECK(cond)								\
-	do {									\
-		if (!(cond)) {							\
-			printf("# %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			case_failed = 1;					\
-		}								\
-	} while (0)
-
+/* `expr` returns the ACPI status `want`; both are named when it does not. */
 #define CHECK_RC(expr, want)							\
 	do {									\
 		int rc_ = (expr);						\
-		if (rc_ != (want)) {						\
-			printf("# %s:%d: %s gave %d (%s), want %d (%s)\n", __FILE__, __LINE__, \
-			       #expr, rc_, acpi_strerror(rc_), (want), acpi_strerror(want)); \
-			case_failed = 1;					\
-		}								\
+		CHECK_MSG(rc_ == (want), "%s gave %d (%s), want %d (%s)", #expr,	\
+			  rc_, acpi_strerror(rc_), (want), acpi_strerror(want));	\
 	} while (0)
-
-static void run(const char *name, void (*fn)(void))
-{
-	case_failed = 0;
-	fn();
-	tap_count++;
-	if (case_failed)
-		tap_failures++;
-	printf("%sok %d - %s\n", case_failed ? "not " : "", tap_count, name);
-	fflush(stdout);
-}
-
-#define RUN(fn)	run(#fn, fn)
 
 /* --- building tables ------------------------------------------------------------ */
 
@@ -869,45 +844,50 @@ static void host_machine_tables_parse(void)
 		printf("# no readable /sys/firmware/acpi/tables here; nothing to compare\n");
 }
 
-int main(void)
+static const struct tap_test acpi_tests[] = {
+	TAP_TEST(rsdp_v1_is_parsed),
+	TAP_TEST(rsdp_v2_gives_the_xsdt),
+	TAP_TEST(rsdp_bad_signature_or_checksum_is_rejected),
+	TAP_TEST(rsdp_v2_length_beyond_the_buffer_is_rejected),
+	TAP_TEST(rsdp_every_short_buffer_is_rejected_without_overread),
+	TAP_TEST(rsdp_scan_finds_a_valid_one_on_a_16_byte_boundary_only),
+	TAP_TEST(sdt_header_length_and_checksum_are_checked),
+	TAP_TEST(rsdt_entries_are_listed_and_counted_beyond_max),
+	TAP_TEST(xsdt_unaligned_64bit_entries_are_read),
+	TAP_TEST(rsdt_with_a_partial_entry_is_rejected),
+	TAP_TEST(madt_qemu_table_gives_cpus_ioapic_overrides_and_nmi),
+	TAP_TEST(madt_truncated_entry_rejected),
+	TAP_TEST(madt_zero_or_one_byte_entry_length_rejected),
+	TAP_TEST(madt_entry_too_short_for_its_type_rejected),
+	TAP_TEST(madt_one_trailing_byte_rejected),
+	TAP_TEST(madt_x2apic_entries_are_counted_and_skipped),
+	TAP_TEST(madt_unknown_entry_types_are_skipped_by_their_length),
+	TAP_TEST(madt_entries_beyond_the_maximums_are_counted_as_dropped),
+	TAP_TEST(madt_duplicate_apic_id_is_ignored_unless_it_enables_the_cpu),
+	TAP_TEST(madt_lapic_address_override_replaces_the_32bit_address),
+	TAP_TEST(madt_without_lapic_address_or_body_is_rejected),
+	TAP_TEST(madt_every_truncation_of_a_valid_table_fails_cleanly),
+	TAP_TEST(madt_random_corruption_never_reads_out_of_bounds),
+	TAP_TEST(hpet_qemu_table_gives_address_and_capabilities),
+	TAP_TEST(hpet_zero_or_io_space_address_rejected),
+	TAP_TEST(hpet_short_table_rejected_without_overread),
+	TAP_TEST(fadt_acpi1_table_gives_pm1_control_and_dsdt),
+	TAP_TEST(fadt_newer_table_prefers_x_fields_in_io_space),
+	TAP_TEST(fadt_reset_register_only_when_flagged_supported),
+	TAP_TEST(fadt_without_pm1_control_needs_hardware_reduced),
+	TAP_TEST(fadt_shorter_than_acpi1_rejected_without_overread),
+	TAP_TEST(dsdt_s5_package_gives_the_sleep_types),
+	TAP_TEST(dsdt_s5_rooted_name_and_zero_one_ops),
+	TAP_TEST(dsdt_s5_use_that_is_not_a_definition_is_ignored),
+	TAP_TEST(dsdt_s5_malformed_package_rejected_without_overread),
+	TAP_TEST(every_error_code_has_a_message),
+	TAP_TEST(host_machine_tables_parse),
+	TAP_END,
+};
+
+int main(int argc, char **argv)
 {
-	RUN(rsdp_v1_is_parsed);
-	RUN(rsdp_v2_gives_the_xsdt);
-	RUN(rsdp_bad_signature_or_checksum_is_rejected);
-	RUN(rsdp_v2_length_beyond_the_buffer_is_rejected);
-	RUN(rsdp_every_short_buffer_is_rejected_without_overread);
-	RUN(rsdp_scan_finds_a_valid_one_on_a_16_byte_boundary_only);
-	RUN(sdt_header_length_and_checksum_are_checked);
-	RUN(rsdt_entries_are_listed_and_counted_beyond_max);
-	RUN(xsdt_unaligned_64bit_entries_are_read);
-	RUN(rsdt_with_a_partial_entry_is_rejected);
-	RUN(madt_qemu_table_gives_cpus_ioapic_overrides_and_nmi);
-	RUN(madt_truncated_entry_rejected);
-	RUN(madt_zero_or_one_byte_entry_length_rejected);
-	RUN(madt_entry_too_short_for_its_type_rejected);
-	RUN(madt_one_trailing_byte_rejected);
-	RUN(madt_x2apic_entries_are_counted_and_skipped);
-	RUN(madt_unknown_entry_types_are_skipped_by_their_length);
-	RUN(madt_entries_beyond_the_maximums_are_counted_as_dropped);
-	RUN(madt_duplicate_apic_id_is_ignored_unless_it_enables_the_cpu);
-	RUN(madt_lapic_address_override_replaces_the_32bit_address);
-	RUN(madt_without_lapic_address_or_body_is_rejected);
-	RUN(madt_every_truncation_of_a_valid_table_fails_cleanly);
-	RUN(madt_random_corruption_never_reads_out_of_bounds);
-	RUN(hpet_qemu_table_gives_address_and_capabilities);
-	RUN(hpet_zero_or_io_space_address_rejected);
-	RUN(hpet_short_table_rejected_without_overread);
-	RUN(fadt_acpi1_table_gives_pm1_control_and_dsdt);
-	RUN(fadt_newer_table_prefers_x_fields_in_io_space);
-	RUN(fadt_reset_register_only_when_flagged_supported);
-	RUN(fadt_without_pm1_control_needs_hardware_reduced);
-	RUN(fadt_shorter_than_acpi1_rejected_without_overread);
-	RUN(dsdt_s5_package_gives_the_sleep_types);
-	RUN(dsdt_s5_rooted_name_and_zero_one_ops);
-	RUN(dsdt_s5_use_that_is_not_a_definition_is_ignored);
-	RUN(dsdt_s5_malformed_package_rejected_without_overread);
-	RUN(every_error_code_has_a_message);
-	RUN(host_machine_tables_parse);
-	printf("1..%d\n", tap_count);
-	return tap_failures ? 1 : 0;
+	static const struct tap_test *const suites[] = { acpi_tests, NULL };
+
+	return tap_main(argc, argv, suites, NULL);
 }

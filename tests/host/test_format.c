@@ -6,6 +6,8 @@
 #define _GNU_SOURCE
 #include <nmikit/format.h>
 
+#include "tap.h"
+
 #include <inttypes.h>
 #include <limits.h>
 #include <stdint.h>
@@ -26,51 +28,15 @@ int nkt_strncmp(const char *a, const char *b, size_t n);
 char *nkt_strchr(const char *s, int c);
 char *nkt_strrchr(const char *s, int c);
 
-/* --- a minimal TAP harness ---------------------------------------------- */
-
-static int tap_count, tap_failures, case_failed;
-
-#define CHECK(cond)								\
-	do {									\
-		if (!(cond)) {							\
-			printf("# %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			case_failed = 1;					\
-		}								\
-	} while (0)
-
-#define CHECK_STR(got, want)							\
-	do {									\
-		const char *g_ = (got), *w_ = (want);				\
-		if (strcmp(g_, w_) != 0) {					\
-			printf("# %s:%d: got \"%s\", want \"%s\"\n", __FILE__, __LINE__, g_, w_); \
-			case_failed = 1;					\
-		}								\
-	} while (0)
-
-static void run(const char *name, void (*fn)(void))
-{
-	case_failed = 0;
-	fn();
-	tap_count++;
-	if (case_failed)
-		tap_failures++;
-	printf("%sok %d - %s\n", case_failed ? "not " : "", tap_count, name);
-	fflush(stdout);
-}
-
-#define RUN(fn)	run(#fn, fn)
-
 /* Compare nk_snprintf with the C library for one format and argument. */
 #define SAME_AS_LIBC(fmt, ...)							\
 	do {									\
 		char a_[256], b_[256];						\
 		int na_ = nk_snprintf(a_, sizeof(a_), fmt, __VA_ARGS__);	\
 		int nb_ = snprintf(b_, sizeof(b_), fmt, __VA_ARGS__);		\
-		if (na_ != nb_ || strcmp(a_, b_) != 0) {			\
-			printf("# %s:%d: format \"%s\": got \"%s\" (%d), libc \"%s\" (%d)\n", \
-			       __FILE__, __LINE__, fmt, a_, na_, b_, nb_);	\
-			case_failed = 1;					\
-		}								\
+		CHECK_MSG(na_ == nb_ && strcmp(a_, b_) == 0,			\
+			  "format \"%s\": got \"%s\" (%d), libc \"%s\" (%d)",	\
+			  fmt, a_, na_, b_, nb_);				\
 	} while (0)
 
 /* --- nk_vsnprintf ------------------------------------------------------------- */
@@ -325,22 +291,27 @@ static void string_str_functions_match_libc(void)
 	}
 }
 
-int main(void)
+static const struct tap_test format_tests[] = {
+	TAP_TEST(format_integers_match_libc_for_every_flag_width_precision),
+	TAP_TEST(format_length_modifiers_take_the_right_argument_size),
+	TAP_TEST(format_strings_and_chars_honour_width_precision_and_justification),
+	TAP_TEST(format_string_precision_never_reads_past_the_limit),
+	TAP_TEST(format_truncates_output_and_returns_the_full_length),
+	TAP_TEST(format_pointer_prints_0x_and_16_hex_digits),
+	TAP_TEST(format_null_string_prints_null_marker),
+	TAP_TEST(format_unknown_or_cut_conversions_are_copied_verbatim),
+	TAP_TEST(format_huge_width_is_bounded_by_the_buffer),
+	TAP_TEST(wprintf_hands_the_formatted_bytes_to_the_sink),
+	TAP_TEST(strlcpy_truncates_terminates_and_returns_source_length),
+	TAP_TEST(string_memory_functions_match_libc_at_every_alignment),
+	TAP_TEST(string_memmove_copies_overlapping_ranges_both_ways),
+	TAP_TEST(string_str_functions_match_libc),
+	TAP_END,
+};
+
+int main(int argc, char **argv)
 {
-	RUN(format_integers_match_libc_for_every_flag_width_precision);
-	RUN(format_length_modifiers_take_the_right_argument_size);
-	RUN(format_strings_and_chars_honour_width_precision_and_justification);
-	RUN(format_string_precision_never_reads_past_the_limit);
-	RUN(format_truncates_output_and_returns_the_full_length);
-	RUN(format_pointer_prints_0x_and_16_hex_digits);
-	RUN(format_null_string_prints_null_marker);
-	RUN(format_unknown_or_cut_conversions_are_copied_verbatim);
-	RUN(format_huge_width_is_bounded_by_the_buffer);
-	RUN(wprintf_hands_the_formatted_bytes_to_the_sink);
-	RUN(strlcpy_truncates_terminates_and_returns_source_length);
-	RUN(string_memory_functions_match_libc_at_every_alignment);
-	RUN(string_memmove_copies_overlapping_ranges_both_ways);
-	RUN(string_str_functions_match_libc);
-	printf("1..%d\n", tap_count);
-	return tap_failures ? 1 : 0;
+	static const struct tap_test *const suites[] = { format_tests, NULL };
+
+	return tap_main(argc, argv, suites, NULL);
 }

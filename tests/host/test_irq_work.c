@@ -366,5 +366,5 @@ const struct tap_test irq_work_tests[] = {
 	TAP_TEST(exclusive_item_never_runs_on_two_cpus_at_once),
 	TAP_TEST(static_initializer_matches_irq_work_init),
 	TAP_TEST(two_cpus_queue_shared_items_each_queue_runs_once),
-	{ NULL, NULL },
+	TAP_END,
 };

@@ -15,6 +15,9 @@
 #include <nmikit/os.h>
 #include <nmikit/param.h>
 
+#include "lib_os.h"
+#include "tap.h"
+
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -22,104 +25,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 /* One source, two builds: each runs the tests that suit its ring size. */
 #pragma GCC diagnostic ignored "-Wunused-function"
 
-/* --- TAP ------------------------------------------------------------------- */
-
-static int tap_count, tap_failures;
-static _Atomic int case_failed;
-
-#define CHECK(cond)								\
-	do {									\
-		if (!(cond)) {							\
-			printf("# %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			case_failed = 1;					\
-		}								\
-	} while (0)
-
-static void run(const char *name, void (*fn)(void))
-{
-	case_failed = 0;
-	fn();
-	tap_count++;
-	if (case_failed)
-		tap_failures++;
-	printf("%sok %d - %s\n", case_failed ? "not " : "", tap_count, name);
-	fflush(stdout);
-}
-
-#define RUN(fn)	run(#fn, fn)
-
-/* --- the host side of <nmikit/os.h> that core/log.c uses ----------------------- */
-
-static __thread unsigned tl_cpu;
-static _Atomic uint64_t fake_ns;
-
-unsigned os_cpu_id(void)
-{
-	return tl_cpu;
-}
-
-uint64_t os_timestamp_ns(void)
-{
-	struct timespec ts;
-	uint64_t f = atomic_load(&fake_ns);
-
-	if (f)
-		return f;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-void os_cpu_relax(void)
-{
-	__builtin_ia32_pause();
-}
-
-os_irqflags_t os_local_irq_save(void)
-{
-	return 0;
-}
-
-void os_local_irq_restore(os_irqflags_t flags)
-{
-	(void)flags;
-}
-
-/* The console: a capture buffer, and a check that nobody enters it twice. */
-#define CAP_MAX		(8u << 20)
-static char cap[CAP_MAX];
-static _Atomic size_t cap_len;
-static _Atomic uint64_t cap_lines;
-static _Atomic int in_console;
-static _Atomic int console_overlaps;
-static void (*_Atomic console_hook)(const char *buf, size_t len);
-static __thread int tl_printing;	/* this thread is inside os_console_write */
-
-void os_console_write(const char *buf, size_t len)
-{
-	void (*hook)(const char *, size_t);
-	size_t at;
-
-	if (atomic_fetch_add(&in_console, 1) != 0)
-		atomic_fetch_add(&console_overlaps, 1);
-	tl_printing = 1;
-	at = atomic_fetch_add(&cap_len, len);
-	if (at + len < CAP_MAX)
-		memcpy(cap + at, buf, len);
-	for (size_t i = 0; i < len; i++)
-		cap_lines += buf[i] == '\n';
-	hook = atomic_load(&console_hook);
-	if (hook)
-		hook(buf, len);
-	tl_printing = 0;
-	atomic_fetch_sub(&in_console, 1);
-}
+/* --- the host side: lib_os.h, and the log's test hook ------------------------- */
 
 static void (*_Atomic log_hook)(enum nk_log_hook point);
 
@@ -131,40 +43,11 @@ void nk_log_test_hook(enum nk_log_hook point)
 		hook(point);
 }
 
-static void cap_reset(void)
+/* Print what is pending, then start an empty capture. */
+static void fresh_capture(void)
 {
 	nk_log_flush();
-	atomic_store(&cap_len, 0);
-	atomic_store(&cap_lines, 0);
-	cap[0] = '\0';
-}
-
-static const char *cap_text(void)
-{
-	size_t n = atomic_load(&cap_len);
-
-	cap[n < CAP_MAX ? n : CAP_MAX - 1] = '\0';
-	return cap;
-}
-
-/* Where `needle` starts in the capture, or -1. */
-static long cap_find(const char *needle)
-{
-	const char *p = strstr(cap_text(), needle);
-
-	return p ? p - cap : -1;
-}
-
-static int cap_count(const char *needle)
-{
-	const char *p = cap_text();
-	int n = 0;
-
-	while ((p = strstr(p, needle))) {
-		n++;
-		p += strlen(needle);
-	}
-	return n;
+	cap_reset();
 }
 
 /* The stand-in NMI: a signal whose handler logs what `nmi_text` says. */
@@ -210,28 +93,6 @@ static bool wait_flag(_Atomic int *flag, unsigned ms)
 	return atomic_load(flag) != 0;
 }
 
-/*
- * Run `fn` in a forked child (for tests that leave the log in panic mode or
- * with a CPU stopped for good); the child's exit status is its verdict.
- */
-static void in_child(void (*fn)(void))
-{
-	pid_t pid;
-	int status = 0;
-
-	fflush(stdout);
-	pid = fork();
-	if (pid == 0) {
-		case_failed = 0;
-		fn();
-		fflush(stdout);
-		_exit(case_failed ? 1 : 0);
-	}
-	CHECK(pid > 0);
-	waitpid(pid, &status, 0);
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
-
 /* ============ behaviour, ordering, panic (normal ring) ========================== */
 
 static void log_record_keeps_seq_level_cpu_time_and_text(void)
@@ -239,13 +100,13 @@ static void log_record_keeps_seq_level_cpu_time_and_text(void)
 	struct nk_log_record rec;
 	uint64_t seq;
 
-	cap_reset();
-	atomic_store(&fake_ns, 1234567890u);
-	tl_cpu = 3;
+	fresh_capture();
+	los_set_time(1234567890u);
+	los_cpu = 3;
 	seq = nk_log_next_seq();
 	pr_warn("hello %d\n", 42);
-	tl_cpu = 0;
-	atomic_store(&fake_ns, 0);
+	los_cpu = 0;
+	los_set_time(0);
 
 	CHECK(nk_log_read(&seq, &rec));
 	CHECK(rec.level == NK_LOG_WARNING);
@@ -259,10 +120,10 @@ static void log_record_keeps_seq_level_cpu_time_and_text(void)
 
 static void log_console_line_has_linux_style_time_prefix(void)
 {
-	cap_reset();
-	atomic_store(&fake_ns, 1234567890u);
+	fresh_capture();
+	los_set_time(1234567890u);
 	pr_info("boot ok");
-	atomic_store(&fake_ns, 0);
+	los_set_time(0);
 	CHECK(strcmp(cap_text(), "[    1.234567] boot ok\n") == 0);
 }
 
@@ -272,7 +133,7 @@ static void log_level_threshold_filters_console_but_ring_keeps_all(void)
 	uint64_t seq;
 	unsigned old = nk_log_console_level();
 
-	cap_reset();
+	fresh_capture();
 	CHECK(nk_param_set("loglevel", "4") == NK_PARAM_OK);
 	seq = nk_log_next_seq();
 	pr_info("quiet info");
@@ -291,7 +152,7 @@ static void log_print_level_reaches_console_verbatim_whatever_the_threshold(void
 {
 	unsigned old = nk_log_console_level();
 
-	cap_reset();
+	fresh_capture();
 	nk_log_set_console_level(0);
 	nk_log(NK_LOG_PRINT, "KTAP version 1\n");
 	nk_log(NK_LOG_PRINT, "partial ");
@@ -306,11 +167,11 @@ static void log_console_disabled_prints_nothing_but_records(void)
 	struct nk_log_record rec;
 	uint64_t seq = nk_log_next_seq();
 
-	cap_reset();
+	fresh_capture();
 	nk_log_set_console_enabled(false);
 	pr_err("hidden");
 	nk_log_set_console_enabled(true);
-	CHECK(atomic_load(&cap_len) == 0);
+	CHECK(cap_length() == 0);
 	CHECK(nk_log_read(&seq, &rec) && strcmp(rec.text, "hidden") == 0);
 	pr_info("shown");
 	CHECK(cap_find("shown") >= 0 && cap_find("hidden") < 0);
@@ -326,7 +187,7 @@ static void log_long_message_is_cut_and_flagged(void)
 	memset(big, 'q', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	nk_log_get_stats(&before);
-	cap_reset();
+	fresh_capture();
 	pr_info("%s", big);
 	nk_log_get_stats(&after);
 	CHECK(nk_log_read(&seq, &rec));
@@ -342,10 +203,10 @@ static void log_multiline_record_gets_the_prefix_on_every_line(void)
 	struct nk_log_record rec;
 	uint64_t seq = nk_log_next_seq();
 
-	cap_reset();
-	atomic_store(&fake_ns, 2000001000u);
+	fresh_capture();
+	los_set_time(2000001000u);
 	pr_info("first\nsecond\n");
-	atomic_store(&fake_ns, 0);
+	los_set_time(0);
 	CHECK(strcmp(cap_text(), "[    2.000001] first\n[    2.000001] second\n") == 0);
 	CHECK(nk_log_read(&seq, &rec));
 	nk_log_format(&rec, NK_LOG_FMT_LEVEL | NK_LOG_FMT_CPU, buf, sizeof(buf));
@@ -354,13 +215,13 @@ static void log_multiline_record_gets_the_prefix_on_every_line(void)
 
 static void log_cpu_parameter_adds_the_cpu_to_console_lines(void)
 {
-	cap_reset();
+	fresh_capture();
 	CHECK(nk_param_set("log_cpu", NULL) == NK_PARAM_OK);
-	atomic_store(&fake_ns, 5000000u);
-	tl_cpu = 7;
+	los_set_time(5000000u);
+	los_cpu = 7;
 	pr_info("x");
-	tl_cpu = 0;
-	atomic_store(&fake_ns, 0);
+	los_cpu = 0;
+	los_set_time(0);
 	CHECK(nk_param_set("log_cpu", "off") == NK_PARAM_OK);
 	CHECK(strcmp(cap_text(), "[    0.005000] CPU7: x\n") == 0);
 }
@@ -381,7 +242,7 @@ static void nmi_in_nk_log_at(enum nk_log_hook point)
 {
 	long outer, inner;
 
-	cap_reset();
+	fresh_capture();
 	atomic_store(&nmi_text, "from nmi");
 	atomic_store(&hook_point, (int)point);
 	atomic_store(&log_hook, nmi_at_point);
@@ -396,7 +257,7 @@ static void nmi_in_nk_log_at(enum nk_log_hook point)
 	CHECK(cap_count("interrupted writer") == 1 && cap_count("from nmi") == 1);
 	if (point != NK_LOG_HOOK_RESERVED || outer >= 0)
 		CHECK(outer < inner);
-	CHECK(atomic_load(&console_overlaps) == 0);
+	CHECK(cap_overlaps() == 0);
 }
 
 static void log_nmi_between_reserve_and_claim_prints_both_in_sequence_order(void)
@@ -430,16 +291,16 @@ static void nmi_while_printing(const char *buf, size_t len)
 
 static void log_record_from_nmi_while_owner_printing_is_printed_after(void)
 {
-	cap_reset();
+	fresh_capture();
 	atomic_store(&nmi_text, "logged by nmi");
 	atomic_store(&nmis_left, 1);
-	atomic_store(&console_hook, nmi_while_printing);
+	atomic_store(&cap_hook, nmi_while_printing);
 	pr_info("being printed");
-	atomic_store(&console_hook, NULL);
+	atomic_store(&cap_hook, NULL);
 	atomic_store(&nmi_text, NULL);
 
 	/* The NMI did not print (that would nest in the console)... */
-	CHECK(atomic_load(&console_overlaps) == 0);
+	CHECK(cap_overlaps() == 0);
 	/* ...its record came out after the owner's, once, when the owner went on. */
 	CHECK(cap_find("being printed") >= 0);
 	CHECK(cap_find("being printed") < cap_find("logged by nmi"));
@@ -450,16 +311,16 @@ static void log_nmis_on_every_printed_line_are_all_printed_once(void)
 {
 	char want[32];
 
-	cap_reset();
+	fresh_capture();
 	atomic_store(&nmi_text, "nested record");
 	atomic_store(&nmis_left, 5);
-	atomic_store(&console_hook, nmi_while_printing);
+	atomic_store(&cap_hook, nmi_while_printing);
 	pr_info("start");
-	atomic_store(&console_hook, NULL);
+	atomic_store(&cap_hook, NULL);
 	atomic_store(&nmi_text, NULL);
 	snprintf(want, sizeof(want), "nested record");
 	CHECK(cap_count(want) == 5);
-	CHECK(atomic_load(&console_overlaps) == 0);
+	CHECK(cap_overlaps() == 0);
 	CHECK(atomic_load(&nmis_left) == 0);
 }
 
@@ -480,7 +341,7 @@ static void owner_waits_for_other_cpu(const char *buf, size_t len)
 static void *other_cpu(void *arg)
 {
 	(void)arg;
-	tl_cpu = 1;
+	los_cpu = 1;
 	wait_flag(&b_may_log, 5000);
 	pr_info("other cpu record");
 	atomic_store(&b_returned, 1);
@@ -491,18 +352,18 @@ static void log_other_cpu_record_committed_during_printing_is_printed_by_owner(v
 {
 	pthread_t b;
 
-	cap_reset();
+	fresh_capture();
 	atomic_store(&b_may_log, 0);
 	atomic_store(&b_returned, 0);
 	pthread_create(&b, NULL, other_cpu, NULL);
-	atomic_store(&console_hook, owner_waits_for_other_cpu);
+	atomic_store(&cap_hook, owner_waits_for_other_cpu);
 	pr_info("owner record");
-	atomic_store(&console_hook, NULL);
+	atomic_store(&cap_hook, NULL);
 	pthread_join(b, NULL);
 	CHECK(cap_find("owner record") >= 0);
 	CHECK(cap_find("owner record") < cap_find("other cpu record"));
 	CHECK(cap_count("other cpu record") == 1);
-	CHECK(atomic_load(&console_overlaps) == 0);
+	CHECK(cap_overlaps() == 0);
 }
 
 /* --- reading ----------------------------------------------------------------------------- */
@@ -557,6 +418,10 @@ static void log_reader_passes_over_a_record_being_written(void)
 }
 
 /* --- panic ----------------------------------------------------------------------------------- */
+/*
+ * These leave the log in panic mode with a CPU stopped for good: harmless,
+ * because the harness runs every test in a process of its own.
+ */
 
 static _Atomic int stop_forever;
 
@@ -566,7 +431,7 @@ static void stop_this_cpu(const char *buf, size_t len)
 	 * Only the owner stops.  The panic flush prints this record again
 	 * (the owner stopped before it could count it as printed).
 	 */
-	if (tl_cpu != 2 || !memmem(buf, len, "owner stops", 11))
+	if (los_cpu != 2 || !memmem(buf, len, "owner stops", 11))
 		return;
 	atomic_store(&b_may_log, 1);
 	while (!atomic_load(&stop_forever))
@@ -576,18 +441,18 @@ static void stop_this_cpu(const char *buf, size_t len)
 static void *stopping_owner(void *arg)
 {
 	(void)arg;
-	tl_cpu = 2;
+	los_cpu = 2;
 	pr_info("owner stops here");
 	return NULL;
 }
 
-static void panic_with_stopped_owner(void)
+static void log_panic_flush_takes_the_console_from_a_stopped_owner(void)
 {
 	pthread_t t;
 
-	cap_reset();
+	fresh_capture();
 	atomic_store(&b_may_log, 0);
-	atomic_store(&console_hook, stop_this_cpu);
+	atomic_store(&cap_hook, stop_this_cpu);
 	pthread_create(&t, NULL, stopping_owner, NULL);
 	CHECK(wait_flag(&b_may_log, 5000));
 	pr_emerg("panic line 1");
@@ -601,18 +466,13 @@ static void panic_with_stopped_owner(void)
 	/* In panic mode later records print at once. */
 	pr_emerg("after panic");
 	CHECK(cap_find("after panic") >= 0);
-	atomic_store(&console_hook, NULL);
+	atomic_store(&cap_hook, NULL);
 	pthread_detach(t);
-}
-
-static void log_panic_flush_takes_the_console_from_a_stopped_owner(void)
-{
-	in_child(panic_with_stopped_owner);
 }
 
 static void stop_writer_mid_record(enum nk_log_hook point)
 {
-	if (point != NK_LOG_HOOK_FILLED || tl_cpu != 4)
+	if (point != NK_LOG_HOOK_FILLED || los_cpu != 4)
 		return;
 	atomic_store(&b_may_log, 1);
 	while (!atomic_load(&stop_forever))
@@ -622,17 +482,17 @@ static void stop_writer_mid_record(enum nk_log_hook point)
 static void *stopping_writer(void *arg)
 {
 	(void)arg;
-	tl_cpu = 4;
+	los_cpu = 4;
 	pr_info("half written");
 	return NULL;
 }
 
-static void panic_with_writer_stopped_mid_record(void)
+static void log_panic_flush_passes_over_a_writer_stopped_mid_record(void)
 {
 	pthread_t t;
 	struct nk_log_stats st;
 
-	cap_reset();
+	fresh_capture();
 	atomic_store(&b_may_log, 0);
 	atomic_store(&log_hook, stop_writer_mid_record);
 	pthread_create(&t, NULL, stopping_writer, NULL);
@@ -650,35 +510,24 @@ static void panic_with_writer_stopped_mid_record(void)
 	pthread_detach(t);
 }
 
-static void log_panic_flush_passes_over_a_writer_stopped_mid_record(void)
-{
-	in_child(panic_with_writer_stopped_mid_record);
-}
-
 static void panic_nmi(int sig)
 {
 	(void)sig;
 	pr_emerg("panic from nmi");
 	nk_log_panic_flush();
 	/* A panic does not return; the test only looks at what got out. */
-	if (cap_find("panic from nmi") < 0)
-		case_failed = 1;
-}
-
-static void panic_from_nmi_on_owner(void)
-{
-	cap_reset();
-	install_nmi(panic_nmi);
-	atomic_store(&nmis_left, 1);
-	atomic_store(&console_hook, nmi_while_printing);
-	pr_info("owner interrupted by a panicking nmi");
-	atomic_store(&console_hook, NULL);
-	CHECK(cap_find("panic from nmi") >= 0);
+	CHECK(cap_has("panic from nmi"));
 }
 
 static void log_panic_in_nmi_that_interrupted_the_owner_still_prints(void)
 {
-	in_child(panic_from_nmi_on_owner);
+	fresh_capture();
+	install_nmi(panic_nmi);
+	atomic_store(&nmis_left, 1);
+	atomic_store(&cap_hook, nmi_while_printing);
+	pr_info("owner interrupted by a panicking nmi");
+	atomic_store(&cap_hook, NULL);
+	CHECK(cap_find("panic from nmi") >= 0);
 }
 
 /* --- the storm: threads + signals, throttled so the ring never wraps -------------------------- */
@@ -701,19 +550,19 @@ static __thread unsigned tl_sig_seq;
 static void storm_nmi(int sig)
 {
 	(void)sig;
-	if (tl_cpu == 0)
+	if (los_cpu == 0)
 		return;
 	atomic_fetch_add(&storm_signals, 1);
-	if (tl_printing)
+	if (cap_writing())
 		atomic_fetch_add(&storm_sig_printing, 1);
 	/*
 	 * The throttled storm must not wrap the ring: when the host preempts
 	 * the owner thread, the writers wait, but their timers keep firing.
 	 */
 	if (atomic_load(&storm_throttle) &&
-	    atomic_load(&storm_logged) - atomic_load(&cap_lines) > STORM_WINDOW)
+	    atomic_load(&storm_logged) - cap_lines() > STORM_WINDOW)
 		return;
-	nk_log(NK_LOG_INFO, "t%u s%u", tl_cpu, ++tl_sig_seq);
+	nk_log(NK_LOG_INFO, "t%u s%u", los_cpu, ++tl_sig_seq);
 	atomic_fetch_add(&storm_logged, 1);
 }
 
@@ -757,7 +606,7 @@ static void *storm_writer(void *arg)
 	time_t start;
 	timer_t tick;
 
-	tl_cpu = (unsigned)(uintptr_t)arg;
+	los_cpu = (unsigned)(uintptr_t)arg;
 	while (!atomic_load(&storm_go))
 		sched_yield();
 	tick = storm_tick_start();
@@ -765,7 +614,7 @@ static void *storm_writer(void *arg)
 	for (unsigned n = 1; storm_more(n, start); n++) {
 		unsigned spins = 0;
 
-		nk_log(NK_LOG_INFO, "t%u n%u", tl_cpu, n);
+		nk_log(NK_LOG_INFO, "t%u n%u", los_cpu, n);
 		atomic_fetch_add(&storm_logged, 1);
 		/*
 		 * Keep the backlog under half the ring.  If everything logged is
@@ -773,7 +622,7 @@ static void *storm_writer(void *arg)
 		 * by itself (no lost wake-up): a stall here is a failure.
 		 */
 		while (atomic_load(&storm_throttle) &&
-		       atomic_load(&storm_logged) - atomic_load(&cap_lines) > STORM_WINDOW) {
+		       atomic_load(&storm_logged) - cap_lines() > STORM_WINDOW) {
 			if (++spins > 5000000) {
 				atomic_fetch_add(&storm_stalls, 1);
 				break;
@@ -846,7 +695,7 @@ static void run_storm(bool throttle)
 	struct nk_log_stats before, after;
 	uint64_t seen, total;
 
-	cap_reset();
+	fresh_capture();
 	nk_log_get_stats(&before);
 	atomic_store(&storm_stop, false);
 	atomic_store(&storm_go, false);
@@ -878,7 +727,7 @@ static void run_storm(bool throttle)
 	       (unsigned long long)(after.console_missed - before.console_missed),
 	       (unsigned long long)(after.dropped - before.dropped),
 	       atomic_load(&storm_stalls));
-	CHECK(atomic_load(&console_overlaps) == 0);
+	CHECK(cap_overlaps() == 0);
 	CHECK(atomic_load(&storm_signals) >= 200);	/* the signals did land */
 	/* Every sequence number was printed exactly once or counted as lost. */
 	CHECK(after.printed - before.printed == seen);
@@ -911,7 +760,7 @@ static void hold_console(const char *buf, size_t len)
 static void *holder_cpu(void *arg)
 {
 	(void)arg;
-	tl_cpu = 5;
+	los_cpu = 5;
 	pr_info("holder");
 	return NULL;
 }
@@ -924,11 +773,11 @@ static void log_ring_wrap_under_a_stalled_console_reports_and_counts_lost_record
 	pthread_t h;
 	uint64_t lost;
 
-	cap_reset();
+	fresh_capture();
 	nk_log_get_stats(&before);
 	atomic_store(&b_may_log, 0);
 	atomic_store(&release_holder, 0);
-	atomic_store(&console_hook, hold_console);
+	atomic_store(&cap_hook, hold_console);
 	pthread_create(&h, NULL, holder_cpu, NULL);
 	CHECK(wait_flag(&b_may_log, 5000));
 	for (unsigned i = 1; i <= 40; i++)
@@ -939,7 +788,7 @@ static void log_ring_wrap_under_a_stalled_console_reports_and_counts_lost_record
 	CHECK(strcmp(d.text[0], "w25") == 0);
 	atomic_store(&release_holder, 1);
 	pthread_join(h, NULL);
-	atomic_store(&console_hook, NULL);
+	atomic_store(&cap_hook, NULL);
 	nk_log_flush();
 
 	nk_log_get_stats(&after);
@@ -951,7 +800,7 @@ static void log_ring_wrap_under_a_stalled_console_reports_and_counts_lost_record
 	CHECK(cap_find(want) < cap_find("w25"));
 	CHECK(cap_find("w25") < cap_find("w40"));
 	CHECK(after.printed - before.printed == 1 + NK_LOG_RECORDS);
-	CHECK(atomic_load(&console_overlaps) == 0);
+	CHECK(cap_overlaps() == 0);
 }
 
 static _Atomic int lap_armed;
@@ -971,7 +820,7 @@ static void log_writer_lapped_while_filling_loses_its_record_and_slot_recovers(v
 	struct nk_log_stats before, after;
 	char last[16];
 
-	cap_reset();
+	fresh_capture();
 	nk_log_get_stats(&before);
 	atomic_store(&lap_armed, 1);
 	atomic_store(&log_hook, lap_the_writer);
@@ -990,7 +839,7 @@ static void log_writer_lapped_while_filling_loses_its_record_and_slot_recovers(v
 	for (unsigned i = 1; i <= NK_LOG_RECORDS + 1; i++)
 		pr_info("again%02u", i);
 	CHECK(cap_count("again") == NK_LOG_RECORDS + 1);
-	CHECK(atomic_load(&console_overlaps) == 0);
+	CHECK(cap_overlaps() == 0);
 }
 
 static void log_tiny_ring_storm_prints_each_record_once_or_counts_it_lost(void)
@@ -998,35 +847,44 @@ static void log_tiny_ring_storm_prints_each_record_once_or_counts_it_lost(void)
 	run_storm(false);
 }
 
-int main(void)
+static const struct tap_test log_tests[] = {
+#if NK_LOG_RECORDS > 16
+	TAP_TEST(log_record_keeps_seq_level_cpu_time_and_text),
+	TAP_TEST(log_console_line_has_linux_style_time_prefix),
+	TAP_TEST(log_level_threshold_filters_console_but_ring_keeps_all),
+	TAP_TEST(log_print_level_reaches_console_verbatim_whatever_the_threshold),
+	TAP_TEST(log_console_disabled_prints_nothing_but_records),
+	TAP_TEST(log_long_message_is_cut_and_flagged),
+	TAP_TEST(log_multiline_record_gets_the_prefix_on_every_line),
+	TAP_TEST(log_cpu_parameter_adds_the_cpu_to_console_lines),
+	TAP_TEST(log_nmi_between_reserve_and_claim_prints_both_in_sequence_order),
+	TAP_TEST(log_nmi_between_fill_and_commit_prints_both_in_sequence_order),
+	TAP_TEST(log_nmi_after_commit_before_printing_prints_both_once),
+	TAP_TEST(log_record_from_nmi_while_owner_printing_is_printed_after),
+	TAP_TEST(log_nmis_on_every_printed_line_are_all_printed_once),
+	TAP_TEST(log_other_cpu_record_committed_during_printing_is_printed_by_owner),
+	TAP_TEST(log_dump_returns_the_last_n_records_oldest_first),
+	TAP_TEST(log_reader_passes_over_a_record_being_written),
+	TAP_TEST(log_threads_and_signal_storm_lose_nothing_duplicate_nothing_keep_cpu_order),
+	TAP_TEST(log_panic_flush_takes_the_console_from_a_stopped_owner),
+	TAP_TEST(log_panic_flush_passes_over_a_writer_stopped_mid_record),
+	TAP_TEST(log_panic_in_nmi_that_interrupted_the_owner_still_prints),
+#else
+	TAP_TEST(log_ring_wrap_under_a_stalled_console_reports_and_counts_lost_records),
+	TAP_TEST(log_writer_lapped_while_filling_loses_its_record_and_slot_recovers),
+	TAP_TEST(log_tiny_ring_storm_prints_each_record_once_or_counts_it_lost),
+#endif
+	TAP_END,
+};
+
+static void nmi_is_sigusr1(void)
 {
 	install_nmi(nmi_handler);
-#if NK_LOG_RECORDS > 16
-	RUN(log_record_keeps_seq_level_cpu_time_and_text);
-	RUN(log_console_line_has_linux_style_time_prefix);
-	RUN(log_level_threshold_filters_console_but_ring_keeps_all);
-	RUN(log_print_level_reaches_console_verbatim_whatever_the_threshold);
-	RUN(log_console_disabled_prints_nothing_but_records);
-	RUN(log_long_message_is_cut_and_flagged);
-	RUN(log_multiline_record_gets_the_prefix_on_every_line);
-	RUN(log_cpu_parameter_adds_the_cpu_to_console_lines);
-	RUN(log_nmi_between_reserve_and_claim_prints_both_in_sequence_order);
-	RUN(log_nmi_between_fill_and_commit_prints_both_in_sequence_order);
-	RUN(log_nmi_after_commit_before_printing_prints_both_once);
-	RUN(log_record_from_nmi_while_owner_printing_is_printed_after);
-	RUN(log_nmis_on_every_printed_line_are_all_printed_once);
-	RUN(log_other_cpu_record_committed_during_printing_is_printed_by_owner);
-	RUN(log_dump_returns_the_last_n_records_oldest_first);
-	RUN(log_reader_passes_over_a_record_being_written);
-	RUN(log_threads_and_signal_storm_lose_nothing_duplicate_nothing_keep_cpu_order);
-	RUN(log_panic_flush_takes_the_console_from_a_stopped_owner);
-	RUN(log_panic_flush_passes_over_a_writer_stopped_mid_record);
-	RUN(log_panic_in_nmi_that_interrupted_the_owner_still_prints);
-#else
-	RUN(log_ring_wrap_under_a_stalled_console_reports_and_counts_lost_records);
-	RUN(log_writer_lapped_while_filling_loses_its_record_and_slot_recovers);
-	RUN(log_tiny_ring_storm_prints_each_record_once_or_counts_it_lost);
-#endif
-	printf("1..%d\n", tap_count);
-	return tap_failures ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct tap_test *const suites[] = { log_tests, NULL };
+
+	return tap_main(argc, argv, suites, nmi_is_sigusr1);
 }

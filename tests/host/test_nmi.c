@@ -1012,5 +1012,5 @@ const struct tap_test nmi_tests[] = {
 	TAP_TEST(shootdown_skips_offline_cpus),
 	TAP_TEST(shootdown_from_nmi_context_works),
 	TAP_TEST(handler_table_and_stats_print_for_the_shell),
-	{ NULL, NULL },
+	TAP_END,
 };

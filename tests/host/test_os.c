@@ -4,11 +4,11 @@
  * returns to the test.  See test_os.h for the controls.
  */
 #include "test_os.h"
+#include "capture.h"
 
 #include <nmikit/format.h>
 #include <nmikit/log.h>
 
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,10 +33,7 @@ static unsigned tos_reason_bits, tos_nreads, tos_nacks, tos_acked;
 static unsigned tos_raised[NMIKIT_MAX_CPUS];
 static int tos_irq_depth[NMIKIT_MAX_CPUS];
 
-static pthread_mutex_t tos_log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char tos_log_buf[1 << 16];
-static size_t tos_log_len;
-static unsigned tos_log_nlines;
+static _Atomic unsigned tos_log_nlines;
 
 void tos_reset(unsigned ncpus)
 {
@@ -165,13 +162,7 @@ void os_nmi_reason_ack(unsigned bits)
 
 void os_console_write(const char *buf, size_t len)
 {
-	pthread_mutex_lock(&tos_log_lock);
-	if (tos_log_len + len < sizeof(tos_log_buf)) {
-		memcpy(tos_log_buf + tos_log_len, buf, len);
-		tos_log_len += len;
-		tos_log_buf[tos_log_len] = '\0';
-	}
-	pthread_mutex_unlock(&tos_log_lock);
+	cap_write(buf, len);
 }
 
 _Noreturn void os_panic(const char *msg)
@@ -195,9 +186,7 @@ void nk_log(int level, const char *fmt, ...)
 	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
 	va_end(ap);
 	os_console_write(line, strlen(line));
-	pthread_mutex_lock(&tos_log_lock);
 	tos_log_nlines++;
-	pthread_mutex_unlock(&tos_log_lock);
 }
 
 /* The format core's line writer (core/format.c), over the C library here. */
@@ -328,33 +317,21 @@ unsigned tos_log_lines(void)
 
 bool tos_log_has(const char *needle)
 {
-	return tos_log_count(needle) > 0;
+	return cap_has(needle);
 }
 
 unsigned tos_log_count(const char *needle)
 {
-	unsigned n = 0;
-	const char *p = tos_log_buf;
-
-	pthread_mutex_lock(&tos_log_lock);
-	while ((p = strstr(p, needle)) != NULL) {
-		n++;
-		p += strlen(needle);
-	}
-	pthread_mutex_unlock(&tos_log_lock);
-	return n;
+	return cap_count(needle);
 }
 
 const char *tos_log_text(void)
 {
-	return tos_log_buf;
+	return cap_text();
 }
 
 void tos_log_clear(void)
 {
-	pthread_mutex_lock(&tos_log_lock);
-	tos_log_len = 0;
-	tos_log_buf[0] = '\0';
+	cap_reset();
 	tos_log_nlines = 0;
-	pthread_mutex_unlock(&tos_log_lock);
 }

@@ -330,5 +330,5 @@ const struct tap_test probe_tests[] = {
 	TAP_TEST(reason_lock_busy_queues_probe_that_services_the_reason_later),
 	TAP_TEST(recovery_switched_off_drops_queued_probe),
 	TAP_TEST(probe_stats_for_bad_cpu_are_zero),
-	{ NULL, NULL },
+	TAP_END,
 };

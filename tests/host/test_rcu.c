@@ -872,5 +872,5 @@ const struct tap_test rcu_tests[] = {
 	TAP_TEST(offline_cpu_in_an_nmi_holds_the_grace_period),
 	TAP_TEST(threaded_readers_never_see_a_poisoned_object),
 	TAP_TEST(threaded_readers_catch_the_broken_sync_switch),
-	{ NULL, NULL },
+	TAP_END,
 };

@@ -13,71 +13,20 @@
 #include <nmikit/os.h>
 #include <nmikit/param.h>
 
+#include "lib_os.h"
+#include "tap.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* --- TAP ------------------------------------------------------------------- */
-
-static int tap_count, tap_failures, case_failed;
-
-#define CHECK(cond)								\
-	do {									\
-		if (!(cond)) {							\
-			printf("# %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			case_failed = 1;					\
-		}								\
-	} while (0)
-
-static void run(const char *name, void (*fn)(void))
-{
-	case_failed = 0;
-	fn();
-	tap_count++;
-	if (case_failed)
-		tap_failures++;
-	printf("%sok %d - %s\n", case_failed ? "not " : "", tap_count, name);
-	fflush(stdout);
-}
-
-#define RUN(fn)	run(#fn, fn)
-
-/* --- host side: console capture, scripted input ----------------------------------- */
-
-static char out[65536];
-static size_t out_len;
-
-unsigned os_cpu_id(void) { return 0; }
-uint64_t os_timestamp_ns(void) { return 1500000000u; }
-void os_cpu_relax(void) { }
-os_irqflags_t os_local_irq_save(void) { return 0; }
-void os_local_irq_restore(os_irqflags_t flags) { (void)flags; }
-
-void os_console_write(const char *buf, size_t len)
-{
-	if (out_len + len < sizeof(out)) {
-		memcpy(out + out_len, buf, len);
-		out_len += len;
-		out[out_len] = '\0';
-	}
-}
-
-static void out_reset(void)
-{
-	out_len = 0;
-	out[0] = '\0';
-}
+/* --- host side: scripted input (the console is the capture of lib_os.h) -------- */
 
 static const char *script;
 
 int console_getc(void)
 {
 	return script && *script ? (unsigned char)*script++ : -1;
-}
-
-static bool out_has(const char *s)
-{
-	return strstr(out, s) != NULL;
 }
 
 /* --- a command and test cases registered the way other files register theirs ---- */
@@ -242,12 +191,12 @@ static enum shell_event feed(const char *s)
 static void editor_echoes_and_completes_a_line_on_enter(void)
 {
 	shell_editor_init(&ed);
-	out_reset();
+	cap_reset();
 	CHECK(feed("help") == SHELL_EV_NONE);
-	CHECK(strcmp(out, "help") == 0);
+	CHECK(strcmp(cap_text(), "help") == 0);
 	CHECK(feed("\r") == SHELL_EV_LINE);
 	CHECK(strcmp(ed.line, "help") == 0);
-	CHECK(strcmp(out, "help\r\n") == 0);
+	CHECK(strcmp(cap_text(), "help\r\n") == 0);
 	/* The LF of a CR LF pair is not a second (empty) line. */
 	CHECK(shell_editor_feed(&ed, '\n', echo_capture, NULL) == SHELL_EV_NONE);
 	CHECK(feed("x\n") == SHELL_EV_LINE && strcmp(ed.line, "x") == 0);
@@ -257,9 +206,9 @@ static void editor_echoes_and_completes_a_line_on_enter(void)
 static void editor_backspace_ctrl_u_and_ctrl_w_erase(void)
 {
 	shell_editor_init(&ed);
-	out_reset();
+	cap_reset();
 	feed("abc\b\x7f");
-	CHECK(ed.len == 1 && strcmp(out, "abc\b \b\b \b") == 0);
+	CHECK(ed.len == 1 && strcmp(cap_text(), "abc\b \b\b \b") == 0);
 	feed("\b\b\b");			/* more than there is: nothing happens */
 	CHECK(ed.len == 0);
 	feed("nmi stat  ");
@@ -273,17 +222,17 @@ static void editor_backspace_ctrl_u_and_ctrl_w_erase(void)
 static void editor_ctrl_c_cancels_the_line(void)
 {
 	shell_editor_init(&ed);
-	out_reset();
+	cap_reset();
 	feed("reboot");
 	CHECK(feed("\x03") == SHELL_EV_CANCEL);
-	CHECK(ed.len == 0 && out_has("^C\r\n"));
+	CHECK(ed.len == 0 && cap_has("^C\r\n"));
 	CHECK(feed("\r") == SHELL_EV_LINE && strcmp(ed.line, "") == 0);
 }
 
 static void editor_swallows_escape_sequences_whole(void)
 {
 	shell_editor_init(&ed);
-	out_reset();
+	cap_reset();
 	/* Right arrow, ctrl-right, delete, F5, alt-x, a runaway CSI: none reach the line. */
 	feed("a\x1b[C\x1b[1;5C\x1b[3~\x1b[15~\x1bxb");
 	feed("\x1b[");
@@ -291,7 +240,7 @@ static void editor_swallows_escape_sequences_whole(void)
 		feed("1");
 	feed("c");
 	CHECK(strncmp(ed.line, "ab", 2) == 0);
-	CHECK(!strchr(out, '\x1b') && !strchr(out, '['));
+	CHECK(!strchr(cap_text(), '\x1b') && !strchr(cap_text(), '['));
 	/* The runaway sequence was abandoned: later digits count again. */
 	CHECK(ed.len >= 3 && ed.line[ed.len - 1] == 'c');
 	/* A control character inside a sequence still works. */
@@ -306,7 +255,7 @@ static void editor_up_and_down_arrows_walk_the_history(void)
 	feed("first\r");
 	feed("second\r");
 	feed("second\r");		/* repeated: stored once */
-	out_reset();
+	cap_reset();
 	feed("\x1b[A");
 	CHECK(strcmp(ed.line, "second") == 0 && ed.len == 6);
 	feed("\x1bOA");			/* SS3 form, as some terminals send */
@@ -337,9 +286,9 @@ static void editor_refuses_bytes_beyond_the_line_with_a_bell(void)
 	for (int i = 0; i < SHELL_LINE_MAX + 20; i++)
 		feed("x");
 	CHECK(ed.len == SHELL_LINE_MAX - 1);
-	out_reset();
+	cap_reset();
 	feed("y");
-	CHECK(strcmp(out, "\a") == 0);
+	CHECK(strcmp(cap_text(), "\a") == 0);
 	feed("\x01\x7e\x80\xff\t");	/* ^A, '~' with no room, high bytes, tab: none added */
 	CHECK(ed.len == SHELL_LINE_MAX - 1);
 	CHECK(feed("\r") == SHELL_EV_LINE && strlen(ed.line) == SHELL_LINE_MAX - 1);
@@ -349,80 +298,80 @@ static void editor_refuses_bytes_beyond_the_line_with_a_bell(void)
 
 static void shell_runs_registered_commands_with_argv(void)
 {
-	out_reset();
+	cap_reset();
 	CHECK(shell_execute("echo2 a \"b c\" d") == 0);
-	CHECK(strcmp(out, "a|b c|d\n") == 0);
+	CHECK(strcmp(cap_text(), "a|b c|d\n") == 0);
 	CHECK(shell_find("echo2") && !shell_find("echo"));
 }
 
 static void shell_unknown_command_says_try_help(void)
 {
-	out_reset();
+	cap_reset();
 	CHECK(shell_execute("frobnicate now") != 0);
-	CHECK(strcmp(out, "nmikit: unknown command 'frobnicate' (try 'help')\n") == 0);
-	out_reset();
-	CHECK(shell_execute("   ") == 0 && out_len == 0);
+	CHECK(strcmp(cap_text(), "nmikit: unknown command 'frobnicate' (try 'help')\n") == 0);
+	cap_reset();
+	CHECK(shell_execute("   ") == 0 && cap_length() == 0);
 }
 
 static void shell_bad_arguments_print_the_usage_line(void)
 {
-	out_reset();
+	cap_reset();
 	CHECK(shell_execute("echo2") == SHELL_USAGE);
-	CHECK(strcmp(out, "usage: echo2 WORD...\n") == 0);
-	out_reset();
+	CHECK(strcmp(cap_text(), "usage: echo2 WORD...\n") == 0);
+	cap_reset();
 	shell_execute("log lots");
-	CHECK(strcmp(out, "usage: log [N]\n") == 0);
-	out_reset();
+	CHECK(strcmp(cap_text(), "usage: log [N]\n") == 0);
+	cap_reset();
 	shell_execute("echo2 \"open");
-	CHECK(strcmp(out, "nmikit: unterminated quote\n") == 0);
+	CHECK(strcmp(cap_text(), "nmikit: unterminated quote\n") == 0);
 }
 
 static void shell_help_lists_commands_sorted_and_explains_one(void)
 {
 	const char *h, *l, *p, *t, *e;
 
-	out_reset();
+	cap_reset();
 	shell_execute("help");
-	e = strstr(out, "  echo2 ");
-	h = strstr(out, "  help ");
-	l = strstr(out, "  log ");
-	p = strstr(out, "  param ");
-	t = strstr(out, "  test ");
+	e = strstr(cap_text(), "  echo2 ");
+	h = strstr(cap_text(), "  help ");
+	l = strstr(cap_text(), "  log ");
+	p = strstr(cap_text(), "  param ");
+	t = strstr(cap_text(), "  test ");
 	CHECK(e && h && l && p && t);
 	CHECK(e < h && h < l && l < p && p < t);
-	out_reset();
+	cap_reset();
 	shell_execute("help log");
-	CHECK(strcmp(out, "usage: log [N]\n  show the log ring (the last N records)\n") == 0);
-	out_reset();
+	CHECK(strcmp(cap_text(), "usage: log [N]\n  show the log ring (the last N records)\n") == 0);
+	cap_reset();
 	shell_execute("help nosuch");
-	CHECK(out_has("unknown command 'nosuch'"));
-	out_reset();
+	CHECK(cap_has("unknown command 'nosuch'"));
+	cap_reset();
 	shell_execute("help params");
-	CHECK(out_has("PARAMETER") && out_has("loglevel"));
-	out_reset();
+	CHECK(cap_has("PARAMETER") && cap_has("loglevel"));
+	cap_reset();
 	shell_execute("help params md");
-	CHECK(out_has("| `loglevel` | uint | 0..8 |"));
+	CHECK(cap_has("| `loglevel` | uint | 0..8 |"));
 }
 
 static void shell_param_shows_and_sets_at_run_time(void)
 {
-	out_reset();
+	cap_reset();
 	shell_execute("param");
-	CHECK(out_has("  loglevel             = "));
-	out_reset();
+	CHECK(cap_has("  loglevel             = "));
+	cap_reset();
 	shell_execute("param loglevel 5");
-	CHECK(strcmp(out, "  loglevel             = 5\n") == 0);
+	CHECK(strcmp(cap_text(), "  loglevel             = 5\n") == 0);
 	CHECK(nk_log_console_level() == 5);
-	out_reset();
+	cap_reset();
 	shell_execute("param loglevel 9");
-	CHECK(out_has("nmikit: bad value '9' for parameter 'loglevel' (expected 0..8), keeping 5"));
+	CHECK(cap_has("nmikit: bad value '9' for parameter 'loglevel' (expected 0..8), keeping 5"));
 	CHECK(nk_log_console_level() == 5);
-	out_reset();
+	cap_reset();
 	shell_execute("param loglevel");
-	CHECK(out_has("loglevel = 5\n  uint, values 0..8, default 7\n"));
-	out_reset();
+	CHECK(cap_has("loglevel = 5\n  uint, values 0..8, default 7\n"));
+	cap_reset();
 	shell_execute("param nosuch 1");
-	CHECK(out_has("nmikit: unknown parameter 'nosuch' (try 'help params')"));
+	CHECK(cap_has("nmikit: unknown parameter 'nosuch' (try 'help params')"));
 	nk_log_set_console_level(7);
 }
 
@@ -431,36 +380,36 @@ static void shell_log_shows_the_last_records(void)
 	pr_info("log line one");
 	pr_info("log line two");
 	pr_info("log line three");
-	out_reset();
+	cap_reset();
 	shell_execute("log 2");
-	CHECK(strcmp(out, "[    1.500000] CPU0: log line two\n[    1.500000] CPU0: log line three\n") == 0);
-	out_reset();
+	CHECK(strcmp(cap_text(), "[    1.500000] CPU0: log line two\n[    1.500000] CPU0: log line three\n") == 0);
+	cap_reset();
 	shell_execute("log");
-	CHECK(out_has("log line one") && out_has("log line three"));
-	out_reset();
+	CHECK(cap_has("log line one") && cap_has("log line three"));
+	cap_reset();
 	shell_execute("log 0");
-	CHECK(strcmp(out, "usage: log [N]\n") == 0);
+	CHECK(strcmp(cap_text(), "usage: log [N]\n") == 0);
 }
 
 static void shell_feed_prompts_echoes_and_runs(void)
 {
-	out_reset();
+	cap_reset();
 	script = "echo2 hi\r";
 	for (int c; (c = console_getc()) >= 0; )
 		shell_feed(c);
-	CHECK(strcmp(out, "nmikit> echo2 hi\r\nhi\nnmikit> ") == 0);
-	out_reset();
+	CHECK(strcmp(cap_text(), "nmikit> echo2 hi\r\nhi\nnmikit> ") == 0);
+	cap_reset();
 	script = "oops\x03";
 	for (int c; (c = console_getc()) >= 0; )
 		shell_feed(c);
-	CHECK(strcmp(out, "oops^C\r\nnmikit> ") == 0);
+	CHECK(strcmp(cap_text(), "oops^C\r\nnmikit> ") == 0);
 }
 
 static void shell_script_runs_each_command_as_if_typed(void)
 {
-	out_reset();
+	cap_reset();
 	shell_run_script("echo2 one;echo2 two  three;;nosuch");
-	CHECK(strcmp(out, "nmikit> echo2 one\none\n"
+	CHECK(strcmp(cap_text(), "nmikit> echo2 one\none\n"
 			  "nmikit> echo2 two  three\ntwo|three\n"
 			  "nmikit> \n"
 			  "nmikit> nosuch\nnmikit: unknown command 'nosuch' (try 'help')\n") == 0);
@@ -500,31 +449,31 @@ static void ktest_run_prints_ktap_v1_with_nested_suites(void)
 	struct ktest_totals t;
 	char line[256];
 
-	out_reset();
+	cap_reset();
 	CHECK(ktest_run_totals("demo", &t) == 1);
 	CHECK(t.suites == 1 && t.cases == 3 && t.passed == 1 && t.failed == 1 && t.skipped == 1);
-	CHECK(strncmp(out, "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: demo\n    1..3\n",
+	CHECK(strncmp(cap_text(), "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: demo\n    1..3\n",
 		      strlen("KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: demo\n    1..3\n")) == 0);
-	CHECK(out_has("    ok 1 passes\n") || out_has(" passes\n"));
-	CHECK(out_has(" fails_eq\n"));
-	CHECK(out_has("    not ok "));
-	CHECK(out_has(" skipped # SKIP not on this host\n"));
+	CHECK(cap_has("    ok 1 passes\n") || cap_has(" passes\n"));
+	CHECK(cap_has(" fails_eq\n"));
+	CHECK(cap_has("    not ok "));
+	CHECK(cap_has(" skipped # SKIP not on this host\n"));
 	snprintf(line, sizeof(line), "    # %s:", __FILE__);
-	CHECK(out_has(line));
-	CHECK(out_has(": expected x == 3, got x = 2, 3 = 3\n"));
-	CHECK(out_has("\nnot ok 1 demo\n"));
-	CHECK(out_has("# Totals: pass:1 fail:1 skip:1 total:3\n"));
+	CHECK(cap_has(line));
+	CHECK(cap_has(": expected x == 3, got x = 2, 3 = 3\n"));
+	CHECK(cap_has("\nnot ok 1 demo\n"));
+	CHECK(cap_has("# Totals: pass:1 fail:1 skip:1 total:3\n"));
 }
 
 static void ktest_case_numbers_follow_run_order(void)
 {
 	/* Whatever order the linker gave the cases, results count 1..M. */
-	out_reset();
+	cap_reset();
 	ktest_run("demo");
 	{
-		const char *a = strstr(out, "ok 1 ");
-		const char *b = strstr(out, "ok 2 ");
-		const char *c = strstr(out, "ok 3 ");
+		const char *a = strstr(cap_text(), "ok 1 ");
+		const char *b = strstr(cap_text(), "ok 2 ");
+		const char *c = strstr(cap_text(), "ok 3 ");
 
 		CHECK(a && b && c && a < b && b < c);
 	}
@@ -533,70 +482,81 @@ static void ktest_case_numbers_follow_run_order(void)
 static void ktest_assert_ends_the_case_and_values_print_by_signedness(void)
 {
 	assert_went_on = false;
-	out_reset();
+	cap_reset();
 	CHECK(ktest_run("other") == 3);
 	CHECK(!assert_went_on);
-	CHECK(out_has("expected 1 == 2 to be true\n"));
-	CHECK(out_has("expected big < 5u, got big = 18446744073709551615 (0xffffffffffffffff), "
+	CHECK(cap_has("expected 1 == 2 to be true\n"));
+	CHECK(cap_has("expected big < 5u, got big = 18446744073709551615 (0xffffffffffffffff), "
 		      "5u = 5 (0x5)\n"));
-	CHECK(out_has("    # key: 42\n"));
-	CHECK(out_has("expected \"abc\" == \"abd\", got \"abc\" and \"abd\"\n"));
-	CHECK(out_has("\nnot ok 1 other\n"));
+	CHECK(cap_has("    # key: 42\n"));
+	CHECK(cap_has("expected \"abc\" == \"abd\", got \"abc\" and \"abd\"\n"));
+	CHECK(cap_has("\nnot ok 1 other\n"));
 }
 
 static void ktest_all_suites_are_numbered_and_no_match_is_a_skip(void)
 {
-	out_reset();
+	cap_reset();
 	CHECK(ktest_run("*") == 4);
-	CHECK(out_has("KTAP version 1\n1..2\n"));
-	CHECK(out_has("\nnot ok 1 ") && out_has("\nnot ok 2 "));
-	out_reset();
+	CHECK(cap_has("KTAP version 1\n1..2\n"));
+	CHECK(cap_has("\nnot ok 1 ") && cap_has("\nnot ok 2 "));
+	cap_reset();
 	CHECK(ktest_run("demo.skipped") == 0);
-	CHECK(out_has("\nok 1 demo # SKIP all cases skipped\n"));
-	out_reset();
+	CHECK(cap_has("\nok 1 demo # SKIP all cases skipped\n"));
+	cap_reset();
 	CHECK(ktest_run("nosuch") == 0);
-	CHECK(strcmp(out, "KTAP version 1\n1..0 # SKIP no test matches 'nosuch'\n"
+	CHECK(strcmp(cap_text(), "KTAP version 1\n1..0 # SKIP no test matches 'nosuch'\n"
 			  "# Totals: pass:0 fail:0 skip:0 total:0\n") == 0);
 }
 
 static void shell_test_command_runs_ktest_and_summarises(void)
 {
-	out_reset();
+	cap_reset();
 	CHECK(shell_execute("test demo.passes") == 0);
-	CHECK(out_has("    ok 1 passes\n"));
-	CHECK(out_has("1 passed, 0 failed, 0 skipped\n"));
-	out_reset();
+	CHECK(cap_has("    ok 1 passes\n"));
+	CHECK(cap_has("1 passed, 0 failed, 0 skipped\n"));
+	cap_reset();
 	CHECK(shell_execute("test a b") == SHELL_USAGE);
 }
 
-int main(void)
+static const struct tap_test shell_tests[] = {
+	TAP_TEST(tokenize_splits_on_blanks_and_drops_empty_words),
+	TAP_TEST(tokenize_quotes_and_escapes_group_words),
+	TAP_TEST(tokenize_reports_unterminated_quotes_and_too_many_words),
+	TAP_TEST(tokenize_random_lines_stay_in_bounds),
+	TAP_TEST(numbers_parse_decimal_and_hex_whole_strings_only),
+	TAP_TEST(editor_echoes_and_completes_a_line_on_enter),
+	TAP_TEST(editor_backspace_ctrl_u_and_ctrl_w_erase),
+	TAP_TEST(editor_ctrl_c_cancels_the_line),
+	TAP_TEST(editor_swallows_escape_sequences_whole),
+	TAP_TEST(editor_up_and_down_arrows_walk_the_history),
+	TAP_TEST(editor_refuses_bytes_beyond_the_line_with_a_bell),
+	TAP_TEST(shell_runs_registered_commands_with_argv),
+	TAP_TEST(shell_unknown_command_says_try_help),
+	TAP_TEST(shell_bad_arguments_print_the_usage_line),
+	TAP_TEST(shell_help_lists_commands_sorted_and_explains_one),
+	TAP_TEST(shell_param_shows_and_sets_at_run_time),
+	TAP_TEST(shell_log_shows_the_last_records),
+	TAP_TEST(shell_feed_prompts_echoes_and_runs),
+	TAP_TEST(shell_script_runs_each_command_as_if_typed),
+	TAP_TEST(ktest_glob_matches_star_and_question_mark),
+	TAP_TEST(ktest_count_selects_by_suite_case_and_lists),
+	TAP_TEST(ktest_run_prints_ktap_v1_with_nested_suites),
+	TAP_TEST(ktest_case_numbers_follow_run_order),
+	TAP_TEST(ktest_assert_ends_the_case_and_values_print_by_signedness),
+	TAP_TEST(ktest_all_suites_are_numbered_and_no_match_is_a_skip),
+	TAP_TEST(shell_test_command_runs_ktest_and_summarises),
+	TAP_END,
+};
+
+/* Log lines carry a fixed time: [    1.500000]. */
+static void fixed_clock(void)
 {
-	RUN(tokenize_splits_on_blanks_and_drops_empty_words);
-	RUN(tokenize_quotes_and_escapes_group_words);
-	RUN(tokenize_reports_unterminated_quotes_and_too_many_words);
-	RUN(tokenize_random_lines_stay_in_bounds);
-	RUN(numbers_parse_decimal_and_hex_whole_strings_only);
-	RUN(editor_echoes_and_completes_a_line_on_enter);
-	RUN(editor_backspace_ctrl_u_and_ctrl_w_erase);
-	RUN(editor_ctrl_c_cancels_the_line);
-	RUN(editor_swallows_escape_sequences_whole);
-	RUN(editor_up_and_down_arrows_walk_the_history);
-	RUN(editor_refuses_bytes_beyond_the_line_with_a_bell);
-	RUN(shell_runs_registered_commands_with_argv);
-	RUN(shell_unknown_command_says_try_help);
-	RUN(shell_bad_arguments_print_the_usage_line);
-	RUN(shell_help_lists_commands_sorted_and_explains_one);
-	RUN(shell_param_shows_and_sets_at_run_time);
-	RUN(shell_log_shows_the_last_records);
-	RUN(shell_feed_prompts_echoes_and_runs);
-	RUN(shell_script_runs_each_command_as_if_typed);
-	RUN(ktest_glob_matches_star_and_question_mark);
-	RUN(ktest_count_selects_by_suite_case_and_lists);
-	RUN(ktest_run_prints_ktap_v1_with_nested_suites);
-	RUN(ktest_case_numbers_follow_run_order);
-	RUN(ktest_assert_ends_the_case_and_values_print_by_signedness);
-	RUN(ktest_all_suites_are_numbered_and_no_match_is_a_skip);
-	RUN(shell_test_command_runs_ktest_and_summarises);
-	printf("1..%d\n", tap_count);
-	return tap_failures ? 1 : 0;
+	los_set_time(1500000000u);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct tap_test *const suites[] = { shell_tests, NULL };
+
+	return tap_main(argc, argv, suites, fixed_clock);
 }

@@ -482,5 +482,5 @@ const struct tap_test watchdog_tests[] = {
 	TAP_TEST(backtrace_names_why_a_cpu_did_not_answer),
 	TAP_TEST(backtrace_one_caller_at_a_time),
 	TAP_TEST(hard_report_with_all_cpu_backtrace),
-	{ NULL, NULL },
+	TAP_END,
 };
