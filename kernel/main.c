@@ -31,6 +31,7 @@
 char boot_test_glob[128];
 NK_PARAM_STR("test", boot_test_glob, "run the in-kernel tests matching this glob, then power off with their status");
 #include <arch/smp.h>
+#include <arch/mce.h>
 #include <kernel/time.h>
 
 void kmain(uint32_t magic, uint64_t info_phys);
@@ -80,6 +81,7 @@ static void boot_cpu_continue(void)
 
 	/* Step 5: IDT (exceptions, IRQ vectors, NMI gate). */
 	idt_init();
+	mce_init_boot();	/* machine-check banks on, here and on each AP */
 	crash_tests_run();	/* crash=NAME: a deliberate fault, docs/exceptions.md */
 
 	/* Step 6: firmware tables (ACPI), local APIC, IO-APIC, PIT/HPET, timer calibration. */

@@ -10,6 +10,7 @@
 #include <arch/traps.h>
 #include <arch/cpu.h>
 #include <arch/gdt.h>
+#include <arch/mce.h>
 #include <arch/percpu.h>
 #include <arch/regs.h>
 #include <kernel/backtrace.h>
@@ -136,20 +137,21 @@ int trap_clear_handler(unsigned vector, trap_handler_fn fn)
 	return -ENOENT;
 }
 
-/* NMI-safe: yes (atomic loads only). */
-static bool run_hooks(unsigned vector, struct regs *r)
+/* One chain's hooks, in order, until one claims.  NMI-safe: yes (atomic loads only). */
+static bool run_chain(unsigned chain, struct regs *r)
 {
-	const unsigned chains[2] = { vector, TRAP_ALL };
-
-	for (int c = 0; c < 2; c++) {
-		for (int i = 0; i < TRAP_MAX_HOOKS; i++) {
-			trap_handler_fn fn = atomic_load_explicit(&trap_hooks[chains[c]][i],
-								  memory_order_acquire);
-			if (fn && fn(r))
-				return true;
-		}
+	for (int i = 0; i < TRAP_MAX_HOOKS; i++) {
+		trap_handler_fn fn = atomic_load_explicit(&trap_hooks[chain][i], memory_order_acquire);
+		if (fn && fn(r))
+			return true;
 	}
 	return false;
+}
+
+/* The vector's own hooks, then the TRAP_ALL ones.  NMI-safe: yes. */
+static bool run_hooks(unsigned vector, struct regs *r)
+{
+	return run_chain(vector, r) || run_chain(TRAP_ALL, r);
 }
 
 /* --- exception table ----------------------------------------------------- */
@@ -299,33 +301,6 @@ static void report_selector_error(uint64_t e)
 			 (e & 4) ? "LDT" : "GDT", (unsigned long)(e & ~7ul), ext);
 }
 
-#define MSR_MCG_CAP	0x179
-#define MSR_MCG_STATUS	0x17a
-#define MSR_MC0_STATUS	0x401	/* bank i: STATUS 0x401 + 4i, ADDR 0x402 + 4i */
-#define MCI_STATUS_VAL	(1ull << 63)
-#define CPUID1_EDX_MCE	(1u << 7)
-#define CPUID1_EDX_MCA	(1u << 14)
-
-static void report_mc(void)
-{
-	uint32_t a, b, c, d;
-
-	cpuid(1, 0, &a, &b, &c, &d);
-	if (!(d & CPUID1_EDX_MCE) || !(d & CPUID1_EDX_MCA)) {
-		pr_emerg("#MC: no machine-check architecture (CPUID), no banks to show");
-		return;
-	}
-	uint64_t cap = rdmsr(MSR_MCG_CAP);
-	unsigned banks = cap & 0xff;
-	pr_emerg("#MC: MCG_STATUS %016lx, %u banks", (unsigned long)rdmsr(MSR_MCG_STATUS), banks);
-	for (unsigned i = 0; i < banks && i < 32; i++) {
-		uint64_t st = rdmsr(MSR_MC0_STATUS + 4 * i);
-		if (st & MCI_STATUS_VAL)
-			pr_emerg("#MC: bank %u STATUS %016lx ADDR %016lx", i, (unsigned long)st,
-				 (unsigned long)rdmsr(MSR_MC0_STATUS + 1 + 4 * i));
-	}
-}
-
 /* The 8 bytes before RIP and the 8 at it, read without risking a fault. */
 static void report_code(uint64_t rip)
 {
@@ -392,8 +367,6 @@ static _Noreturn void die(struct regs *r, uint64_t cr2)
 			 (unsigned long)hook_dr6[cpu], (unsigned long)read_dr7(),
 			 (unsigned long)read_dr(0), (unsigned long)read_dr(1),
 			 (unsigned long)read_dr(2), (unsigned long)read_dr(3));
-	if (v == X86_TRAP_MC)
-		report_mc();
 	report_regs(r, cr2);
 	if (!regs_from_user(r)) {
 		describe_stack("Stack", r->rsp);
@@ -406,6 +379,9 @@ static _Noreturn void die(struct regs *r, uint64_t cr2)
 		pr_emerg("Stack canaries: %d damaged on CPU %u", bad, cpu);
 
 	ksym_format(sym, sizeof(sym), r->rip, false);
+	/* The #MC handler logged the banks already (mce.c); name its verdict. */
+	if (v == X86_TRAP_MC)
+		panic_end("Fatal machine check on CPU %u: %s (in %s)", cpu, mce_fatal_reason(cpu), sym);
 	panic_end("Fatal exception: %s %s in %s", trap_mnemonic(v), trap_name(v), sym);
 }
 
@@ -426,6 +402,47 @@ static uint64_t debug_status_enter(unsigned cpu)
 	return outer;
 }
 
+/* --- machine checks ------------------------------------------------------ */
+
+/*
+ * A #MC from ring 3, on the task's kernel stack.  The vector's own hooks
+ * (tests) come first; then the machine-check handler decides.  A task that
+ * consumed an action-required error is killed by the scheduler's ring-3
+ * fault hook (TRAP_ALL), like any other fatal user exception.
+ */
+static bool machine_check_user(struct regs *r)
+{
+	if (run_chain(X86_TRAP_MC, r))
+		return true;
+	switch (mce_handle(r)) {
+	case MCE_RECOVERED:
+		return true;
+	case MCE_KILL_TASK:
+		return run_chain(TRAP_ALL, r);
+	case MCE_FATAL:
+		break;
+	}
+	return false;
+}
+
+/*
+ * A #MC from kernel mode, on the #MC IST stack: anywhere, NMI handlers and
+ * the NMI entry included.  NMI-like: hooks and handler run bracketed with
+ * rcu_nmi_enter/exit (it may interrupt idle), take no lock, and the way back
+ * is chosen by mce_leave(), which may not return (no IRET in the NMI entry).
+ */
+static void machine_check_kernel(struct regs *r, uint64_t cr2)
+{
+	rcu_nmi_enter();
+	bool hooked = run_chain(X86_TRAP_MC, r);
+	enum mce_verdict v = hooked ? MCE_RECOVERED : mce_handle(r);
+	rcu_nmi_exit();
+	if (v != MCE_RECOVERED)
+		die(r, cr2);	/* MCE_KILL_TASK cannot come from kernel mode */
+	if (!hooked && !mce_leave(r, cr2))
+		die(r, cr2);
+}
+
 /*
  * Ordinary exceptions, and #DB / #MC from ring 3 (moved to the task's
  * kernel stack by the entry), interrupts disabled.  May run in NMI context
@@ -440,6 +457,12 @@ void trap_handle(struct regs *r)
 	uint64_t outer_dr6 = 0;
 
 	irq_account(cpu, v);
+	if (v == X86_TRAP_MC) {
+		if (!machine_check_user(r))
+			die(r, cr2);
+		irq_exit_check(r);
+		return;
+	}
 	if ((v == X86_TRAP_PF || v == X86_TRAP_GP || v == X86_TRAP_SS) && !regs_from_user(r)) {
 		uint64_t fixup = extable_lookup(r->rip);
 		if (fixup) {
@@ -483,12 +506,16 @@ void trap_handle_paranoid(struct regs *r)
 	bool handled = false;
 
 	irq_account(cpu, v);
+	if (v == X86_TRAP_MC) {
+		machine_check_kernel(r, read_cr2());
+		return;
+	}
 	if (v == X86_TRAP_DB)
 		outer_dr6 = debug_status_enter(cpu);
 	/*
-	 * #DF is an abort: nothing can resume after it, so no hooks.  #DB and
-	 * #MC can interrupt idle: their hooks run with RCU watching, bracketed
-	 * like an NMI (docs/rcu-nmi.md).
+	 * #DF is an abort: nothing can resume after it, so no hooks.  #DB can
+	 * interrupt idle: its hooks run with RCU watching, bracketed like an
+	 * NMI (docs/rcu-nmi.md).
 	 */
 	if (v != X86_TRAP_DF) {
 		rcu_nmi_enter();
