@@ -16,6 +16,12 @@
 /* Append to the capture (the body of a test os_console_write()). */
 void cap_write(const char *buf, size_t len);
 
+/*
+ * An nk_write_fn that appends to the capture, for the tables the code under
+ * test prints through a writer (arg unused).
+ */
+void cap_sink(void *arg, const char *s, size_t len);
+
 /* Forget everything captured (the overlap count stays). */
 void cap_reset(void);
 /* The capture as one string. */

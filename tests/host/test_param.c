@@ -345,56 +345,41 @@ static void param_runtime_set_reports_failure_and_keeps_the_current_value(void)
 	CHECK(watchdog_thresh == 45);
 }
 
-struct text {
-	char buf[16384];
-	size_t len;
-};
-
-static void text_write(void *arg, const char *s, size_t len)
-{
-	struct text *t = arg;
-
-	if (t->len + len < sizeof(t->buf)) {
-		memcpy(t->buf + t->len, s, len);
-		t->len += len;
-		t->buf[t->len] = '\0';
-	}
-}
-
 static void param_help_lists_every_parameter_with_values_default_and_description(void)
 {
-	struct text t = { .len = 0 };
 	char line[256];
 
 	/* Changed the way the kernel changes it, after the defaults were taken. */
 	CHECK(nk_param_set("watchdog_thresh", "45") == NK_PARAM_OK);
-	nk_params_print_help(text_write, &t);
-	CHECK(strstr(t.buf, "PARAMETER"));
+	cap_reset();
+	nk_params_print_help(cap_sink, NULL);
+	CHECK(cap_has("PARAMETER"));
 	/* Defaults are the values before anything changed them. */
 	snprintf(line, sizeof(line), "%-20s %-18s %-10s %s [now 45]\n", "watchdog_thresh",
 		 "0..60", "10", "seconds without progress before a lockup is reported");
-	CHECK(strstr(t.buf, line));
-	CHECK(strstr(t.buf, "t_mode               off|warn|panic     warn"));
-	CHECK(strstr(t.buf, "t_str                string <= 7 chars  \"dflt\""));
-	CHECK(strstr(t.buf, "t_cpus               CPUs 0-255         none"));
-	CHECK(strstr(t.buf, "loglevel"));	/* registered by core/log.c */
+	CHECK(cap_has(line));
+	CHECK(cap_has("t_mode               off|warn|panic     warn"));
+	CHECK(cap_has("t_str                string <= 7 chars  \"dflt\""));
+	CHECK(cap_has("t_cpus               CPUs 0-255         none"));
+	CHECK(cap_has("loglevel"));	/* registered by core/log.c */
 	for (size_t i = 0; i < nk_params_count(); i++)
-		CHECK(strstr(t.buf, nk_param_at(i)->name));
+		CHECK(cap_has(nk_param_at(i)->name));
 }
 
 static void param_markdown_table_has_a_row_per_parameter(void)
 {
-	struct text t = { .len = 0 };
 	size_t rows = 0;
 
-	nk_params_print_markdown(text_write, &t);
-	CHECK(strstr(t.buf, "| parameter | type | values | default | description |\n"));
-	CHECK(strstr(t.buf, "| `watchdog_thresh` | uint | 0..60 | 10 | seconds without"));
+	cap_reset();
+	nk_params_print_markdown(cap_sink, NULL);
+	CHECK(cap_has("| parameter | type | values | default | description |\n"));
+	CHECK(cap_has("| `watchdog_thresh` | uint | 0..60 | 10 | seconds without"));
 	/* '|' inside a cell is escaped; rows are sorted by name. */
-	CHECK(strstr(t.buf, "| `t_mode` | enum | off\\|warn\\|panic | warn | what to do |\n"));
-	CHECK(strstr(t.buf, "| `t_bool` |") < strstr(t.buf, "| `t_cpus` |"));
-	CHECK(strstr(t.buf, "| `t_cpus` |") < strstr(t.buf, "| `watchdog_thresh` |"));
-	for (const char *p = t.buf; (p = strstr(p, "\n| `")); p++)
+	CHECK(cap_has("| `t_mode` | enum | off\\|warn\\|panic | warn | what to do |\n"));
+	CHECK(cap_has("| `t_bool` |") && cap_find("| `t_bool` |") < cap_find("| `t_cpus` |"));
+	CHECK(cap_has("| `t_cpus` |") &&
+	      cap_find("| `t_cpus` |") < cap_find("| `watchdog_thresh` |"));
+	for (const char *p = cap_text(); (p = strstr(p, "\n| `")); p++)
 		rows++;
 	CHECK(rows == nk_params_count());
 }
