@@ -310,7 +310,13 @@ enum mce_verdict mce_handle(struct regs *r)
 			worst_what = what;
 		}
 	}
-	bool resumable = mcg & MCG_STATUS_RIPV;
+	/*
+	 * A ring-3 task that consumed an action-required error is killed, so
+	 * it never resumes: RIPV does not matter for it (hardware reports
+	 * SRAR with RIPV clear, EIPV set).  Everything else resumes at RIP.
+	 */
+	bool kill = worst == SEV_AR && user;
+	bool resumable = (mcg & MCG_STATUS_RIPV) || kill;
 	bool dies = worst == SEV_FATAL || worst == SEV_NONE || !resumable ||
 		    (worst == SEV_AR && !user);
 	int level = dies ? NK_LOG_EMERG : NK_LOG_ERR;
@@ -333,13 +339,13 @@ enum mce_verdict mce_handle(struct regs *r)
 		return fatal(cpu, "machine check from an unknown source (no bank holds a valid record)");
 	if (worst == SEV_FATAL)
 		return fatal(cpu, worst_what);
-	if (!resumable)
-		return fatal(cpu, "MCG_STATUS.RIPV clear: the interrupted context cannot be resumed");
 	if (worst == SEV_AR && !user)
 		return fatal(cpu, "action-required error consumed in kernel context");
+	if (!resumable)
+		return fatal(cpu, "MCG_STATUS.RIPV clear: the interrupted context cannot be resumed");
 
 	clear_banks();
-	if (worst == SEV_AR) {
+	if (kill) {
 		bump(&m->killed);
 		pr_err("mce: [Hardware Error]: CPU %u: ring 3 consumed the error: killing the task\n", cpu);
 		return MCE_KILL_TASK;
