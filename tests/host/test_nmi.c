@@ -57,14 +57,6 @@ static int h_c(unsigned type, struct nmi_frame *f)
 	return ret_c;
 }
 
-static struct nmi_cpu_stats stats(unsigned cpu)
-{
-	struct nmi_cpu_stats s;
-
-	CHECK_EQ(nmi_get_cpu_stats(cpu, &s), NMI_OK);
-	return s;
-}
-
 static struct nmi_handler_info handler(const char *name)
 {
 	struct nmi_handler_info h;
@@ -89,9 +81,9 @@ static void every_handler_called_and_claims_summed(void)
 	CHECK_EQ(nmi_register(NMI_LOCAL, "c", h_c, 0), NMI_OK);
 	tos_nmi(0, 0x1000);
 	CHECK_STR(order, "abc");
-	CHECK_EQ(stats(0).normal, 1);
-	CHECK_EQ(stats(0).unknown, 0);
-	CHECK_EQ(stats(0).entries, 1);
+	CHECK_EQ(tos_nmi_stats(0).normal, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 0);
+	CHECK_EQ(tos_nmi_stats(0).entries, 1);
 	CHECK_EQ(handler("a").claimed, 1);
 	CHECK_EQ(handler("b").claimed, 0);
 	CHECK_EQ(handler("c").claimed, 2);
@@ -99,8 +91,8 @@ static void every_handler_called_and_claims_summed(void)
 	/* The sum (3 > 1) arms the back-to-back rule for the same IP. */
 	ret_a = ret_c = 0;
 	tos_nmi(0, 0x1000);
-	CHECK_EQ(stats(0).swallowed, 1);
-	CHECK_EQ(stats(0).unknown, 0);
+	CHECK_EQ(tos_nmi_stats(0).swallowed, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 0);
 }
 
 static void first_flag_puts_handler_at_chain_head(void)
@@ -243,13 +235,13 @@ static void strerror_describes_every_error(void)
 static void unknown_nmi_warns_rate_limited(void)
 {
 	tos_nmi(1, 0x1000);
-	CHECK_EQ(stats(1).unknown, 1);
+	CHECK_EQ(tos_nmi_stats(1).unknown, 1);
 	CHECK(tos_log_has("Uhhuh. NMI received for unknown reason 00 on CPU 1."));
 	CHECK(tos_log_has("Dazed and confused, but trying to continue"));
 	tos_nmi(1, 0x2000);
 	tos_nmi(2, 0x3000);
-	CHECK_EQ(stats(1).unknown, 2);
-	CHECK_EQ(stats(2).unknown, 1);
+	CHECK_EQ(tos_nmi_stats(1).unknown, 2);
+	CHECK_EQ(tos_nmi_stats(2).unknown, 1);
 	CHECK_EQ(tos_log_count("Uhhuh."), 1);
 	tos_advance(6 * SEC);
 	tos_nmi(2, 0x4000);
@@ -262,7 +254,7 @@ static void unknown_nmi_panics_when_unknown_nmi_panic_set(void)
 	unknown_nmi_panic = true;
 	CHECK(TOS_PANICS(tos_nmi(3, 0x1000)));
 	CHECK_STR(tos_panic_msg, "Uhhuh. NMI received for unknown reason 00 on CPU 3.");
-	CHECK_EQ(stats(3).unknown, 1);
+	CHECK_EQ(tos_nmi_stats(3).unknown, 1);
 }
 
 static int h_claim_one(unsigned type, struct nmi_frame *f)
@@ -278,59 +270,56 @@ static void unknown_chain_claim_suppresses_policy(void)
 	CHECK_EQ(nmi_register(NMI_UNKNOWN, "debugger", h_claim_one, 0), NMI_OK);
 	CHECK(!TOS_PANICS(tos_nmi(0, 0x1000)));
 	CHECK_EQ(calls_c, 1);
-	CHECK_EQ(stats(0).unknown, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 1);
 	CHECK(!tos_log_has("Uhhuh"));
 }
 
 /* --- back-to-back ---------------------------------------------------------- */
 
-static void back_to_back_nmi_swallowed_after_multi_claim(void)
+/*
+ * Handler "a" claims `first_claims` events in an NMI on CPU 0 at 0x1000; then
+ * an NMI on `cpu` at `ip` that nothing claims.
+ */
+static void claimed_then_empty_nmi(int first_claims, unsigned cpu, uint64_t ip)
 {
 	CHECK_EQ(nmi_register(NMI_LOCAL, "a", h_a, 0), NMI_OK);
-	ret_a = 2;
+	ret_a = first_claims;
 	tos_nmi(0, 0x1000);
 	ret_a = 0;
-	tos_nmi(0, 0x1000);
-	CHECK_EQ(stats(0).swallowed, 1);
-	CHECK_EQ(stats(0).unknown, 0);
+	tos_nmi(cpu, ip);
+}
+
+static void back_to_back_nmi_swallowed_after_multi_claim(void)
+{
+	claimed_then_empty_nmi(2, 0, 0x1000);
+	CHECK_EQ(tos_nmi_stats(0).swallowed, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 0);
 	CHECK(!tos_log_has("Uhhuh"));
 	/* Only the one latched NMI is swallowed, not a third. */
 	tos_nmi(0, 0x1000);
-	CHECK_EQ(stats(0).swallowed, 1);
-	CHECK_EQ(stats(0).unknown, 1);
+	CHECK_EQ(tos_nmi_stats(0).swallowed, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 1);
 }
 
 static void back_to_back_not_swallowed_when_ip_differs(void)
 {
-	CHECK_EQ(nmi_register(NMI_LOCAL, "a", h_a, 0), NMI_OK);
-	ret_a = 2;
-	tos_nmi(0, 0x1000);
-	ret_a = 0;
-	tos_nmi(0, 0x1004);
-	CHECK_EQ(stats(0).swallowed, 0);
-	CHECK_EQ(stats(0).unknown, 1);
+	claimed_then_empty_nmi(2, 0, 0x1004);
+	CHECK_EQ(tos_nmi_stats(0).swallowed, 0);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 1);
 }
 
 static void back_to_back_not_swallowed_when_previous_claimed_one(void)
 {
-	CHECK_EQ(nmi_register(NMI_LOCAL, "a", h_a, 0), NMI_OK);
-	ret_a = 1;
-	tos_nmi(0, 0x1000);
-	ret_a = 0;
-	tos_nmi(0, 0x1000);
-	CHECK_EQ(stats(0).swallowed, 0);
-	CHECK_EQ(stats(0).unknown, 1);
+	claimed_then_empty_nmi(1, 0, 0x1000);
+	CHECK_EQ(tos_nmi_stats(0).swallowed, 0);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 1);
 }
 
 static void back_to_back_state_is_per_cpu(void)
 {
-	CHECK_EQ(nmi_register(NMI_LOCAL, "a", h_a, 0), NMI_OK);
-	ret_a = 2;
-	tos_nmi(0, 0x1000);
-	ret_a = 0;
-	tos_nmi(1, 0x1000);
-	CHECK_EQ(stats(1).swallowed, 0);
-	CHECK_EQ(stats(1).unknown, 1);
+	claimed_then_empty_nmi(2, 1, 0x1000);
+	CHECK_EQ(tos_nmi_stats(1).swallowed, 0);
+	CHECK_EQ(tos_nmi_stats(1).unknown, 1);
 }
 
 /* --- external reasons ------------------------------------------------------ */
@@ -365,14 +354,14 @@ static void external_serr_and_iochk_handled_acked_and_rearmed(void)
 	CHECK_EQ(iochk_calls, 1);
 	CHECK_EQ(tos_reason_acked_bits(), OS_NMI_REASON_SERR | OS_NMI_REASON_IOCHK);
 	CHECK_EQ(tos_reason_asserted(), 0);
-	CHECK_EQ(stats(0).external, 1);
-	CHECK_EQ(stats(0).unknown, 0);
+	CHECK_EQ(tos_nmi_stats(0).external, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 0);
 	/* Re-armed: the next event is seen again. */
 	tos_reason_assert(OS_NMI_REASON_SERR);
 	tos_nmi(0, 0x2000);
 	CHECK_EQ(serr_calls, 2);
 	CHECK_EQ(iochk_calls, 1);
-	CHECK_EQ(stats(0).external, 2);
+	CHECK_EQ(tos_nmi_stats(0).external, 2);
 }
 
 static void external_reason_without_handler_is_cleared_with_warning(void)
@@ -381,8 +370,8 @@ static void external_reason_without_handler_is_cleared_with_warning(void)
 	tos_nmi(0, 0x1000);
 	CHECK(tos_log_has("system error (SERR) on CPU 0"));
 	CHECK_EQ(tos_reason_asserted(), 0);
-	CHECK_EQ(stats(0).external, 1);
-	CHECK_EQ(stats(0).unknown, 0);
+	CHECK_EQ(tos_nmi_stats(0).external, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 0);
 	tos_reason_assert(OS_NMI_REASON_IOCHK);
 	tos_advance(6 * SEC);
 	tos_nmi(0, 0x1000);
@@ -408,20 +397,20 @@ static void external_reasons_read_only_on_owner_cpu(void)
 	tos_nmi(1, 0x1000);
 	CHECK_EQ(tos_reason_reads(), 0);
 	CHECK_EQ(serr_calls, 0);
-	CHECK_EQ(stats(1).unknown, 1);
+	CHECK_EQ(tos_nmi_stats(1).unknown, 1);
 	CHECK_EQ(tos_reason_asserted(), OS_NMI_REASON_SERR);
 
 	CHECK_EQ(nmi_set_external_owner(1), NMI_OK);
 	CHECK_EQ(nmi_external_owner(), 1);
 	tos_nmi(1, 0x2000);
 	CHECK_EQ(serr_calls, 1);
-	CHECK_EQ(stats(1).external, 1);
+	CHECK_EQ(tos_nmi_stats(1).external, 1);
 	CHECK_EQ(tos_reason_asserted(), 0);
 	/* The old owner no longer looks. */
 	tos_reason_assert(OS_NMI_REASON_SERR);
 	tos_nmi(0, 0x3000);
 	CHECK_EQ(serr_calls, 1);
-	CHECK_EQ(stats(0).unknown, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 1);
 
 	CHECK_EQ(nmi_set_external_owner(4), NMI_ERANGE);
 	CHECK_EQ(nmi_set_external_owner(NMIKIT_MAX_CPUS), NMI_ERANGE);
@@ -452,15 +441,15 @@ static void reason_lock_held_by_crashing_cpu_does_not_deadlock(void)
 	CHECK_EQ(nmi_set_external_owner(0), NMI_OK);
 	tos_nmi(0, 0x2000);
 	CHECK_EQ(serr_calls, 1);
-	CHECK_EQ(stats(0).reason_busy, 1);
-	CHECK_EQ(stats(0).unknown, 1);
-	CHECK_EQ(stats(0).external, 0);
+	CHECK_EQ(tos_nmi_stats(0).reason_busy, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 1);
+	CHECK_EQ(tos_nmi_stats(0).external, 0);
 	CHECK_EQ(tos_reason_reads(), 1);
 	CHECK(!nmi_in_nmi());
 	/* And again: every later NMI still completes. */
 	tos_nmi(0, 0x3000);
-	CHECK_EQ(stats(0).reason_busy, 2);
-	CHECK_EQ(stats(0).entries, 2);
+	CHECK_EQ(tos_nmi_stats(0).reason_busy, 2);
+	CHECK_EQ(tos_nmi_stats(0).entries, 2);
 }
 
 /* --- nmi_entry() state machine --------------------------------------------- */
@@ -492,10 +481,10 @@ static void nested_nmi_in_entry_is_latched_and_dispatch_restarts(void)
 	nested_to_inject = 1;
 	tos_nmi(0, 0x1000);
 	CHECK_EQ(body_runs, 2);
-	CHECK_EQ(stats(0).latched, 1);
-	CHECK_EQ(stats(0).repeated, 1);
-	CHECK_EQ(stats(0).entries, 2);
-	CHECK_EQ(stats(0).normal, 2);
+	CHECK_EQ(tos_nmi_stats(0).latched, 1);
+	CHECK_EQ(tos_nmi_stats(0).repeated, 1);
+	CHECK_EQ(tos_nmi_stats(0).entries, 2);
+	CHECK_EQ(tos_nmi_stats(0).normal, 2);
 	CHECK(!nmi_in_nmi());
 	/* One entry and one exit: +2 however many restarts. */
 	CHECK_EQ(nmi_seq(0), 2);
@@ -507,8 +496,8 @@ static void two_nested_nmis_collapse_into_one_restart(void)
 	nested_to_inject = 2;
 	tos_nmi(0, 0x1000);
 	CHECK_EQ(body_runs, 2);
-	CHECK_EQ(stats(0).latched, 2);
-	CHECK_EQ(stats(0).repeated, 1);
+	CHECK_EQ(tos_nmi_stats(0).latched, 2);
+	CHECK_EQ(tos_nmi_stats(0).repeated, 1);
 	CHECK(!nmi_in_nmi());
 }
 
@@ -532,14 +521,14 @@ static void user_mode_and_arch_nested_counted(void)
 	struct nmi_frame f = { .ip = 0x400000, .sp = 0x7ffc0000, .from_user = true };
 
 	tos_nmi_frame(1, &f);
-	CHECK_EQ(stats(1).from_user, 1);
+	CHECK_EQ(tos_nmi_stats(1).from_user, 1);
 	tos_cpu = 1;
 	nmi_note_nested();
 	nmi_note_nested();
 	tos_cpu = 0;
-	CHECK_EQ(stats(1).nested, 2);
-	CHECK_EQ(stats(0).nested, 0);
-	CHECK_EQ(stats(0).from_user, 0);
+	CHECK_EQ(tos_nmi_stats(1).nested, 2);
+	CHECK_EQ(tos_nmi_stats(0).nested, 0);
+	CHECK_EQ(tos_nmi_stats(0).from_user, 0);
 	{
 		struct nmi_cpu_stats s;
 
@@ -752,7 +741,7 @@ static void register_unregister_churn_while_nmis_run(void)
 	CHECK_EQ(nmi_register(NMI_LOCAL, "base", h_claim_one, 0), NMI_OK);
 	CHECK_EQ(pthread_create(&n, NULL, churn_nmis, NULL), 0);
 	/* The churn must overlap NMIs: wait (bounded) until CPU 2 has taken one. */
-	for (int spins = 0; stats(2).entries == 0 && spins < 5000; spins++)
+	for (int spins = 0; tos_nmi_stats(2).entries == 0 && spins < 5000; spins++)
 		usleep(1000);
 	for (unsigned long i = 0; i < 2; i++)
 		CHECK_EQ(pthread_create(&w[i], NULL, churn_writer, (void *)i), 0);
@@ -761,11 +750,11 @@ static void register_unregister_churn_while_nmis_run(void)
 	atomic_store(&churn_stop, true);
 	pthread_join(n, NULL);
 	CHECK_EQ(atomic_load(&churn_late_calls), 0);
-	CHECK(stats(2).entries > 0);
+	CHECK(tos_nmi_stats(2).entries > 0);
 	printf("# churn: %llu NMIs on CPU 2, handler calls %lu + %lu\n",
-	       (unsigned long long)stats(2).entries, atomic_load(&churn_calls[0]),
+	       (unsigned long long)tos_nmi_stats(2).entries, atomic_load(&churn_calls[0]),
 	       atomic_load(&churn_calls[1]));
-	CHECK_EQ(stats(2).unknown, 0);
+	CHECK_EQ(tos_nmi_stats(2).unknown, 0);
 }
 
 /* --- emergency slot and shootdown ------------------------------------------ */
@@ -797,12 +786,12 @@ static void emergency_handler_runs_first_and_may_consume(void)
 	tos_nmi(0, 0x1000);
 	CHECK_EQ(emergency_calls, 1);
 	CHECK_EQ(calls_a, 0);
-	CHECK_EQ(stats(0).emergency, 1);
+	CHECK_EQ(tos_nmi_stats(0).emergency, 1);
 	emergency_ret = 0;
 	tos_nmi(0, 0x2000);
 	CHECK_EQ(emergency_calls, 2);
 	CHECK_EQ(calls_a, 1);
-	CHECK_EQ(stats(0).normal, 1);
+	CHECK_EQ(tos_nmi_stats(0).normal, 1);
 	CHECK_EQ(nmi_clear_emergency(em_b), NMI_ENOENT);
 	CHECK_EQ(nmi_clear_emergency(NULL), NMI_EINVAL);
 	CHECK_EQ(nmi_clear_emergency(em_a), NMI_OK);
@@ -853,7 +842,7 @@ static void shootdown_stops_and_parks_every_other_cpu(void)
 	CHECK_EQ(tos_sent_count(), 3);
 	for (unsigned cpu = 1; cpu < 4; cpu++) {
 		CHECK(nmi_cpu_parked(cpu));
-		CHECK_EQ(stats(cpu).emergency, 0);
+		CHECK_EQ(tos_nmi_stats(cpu).emergency, 0);
 		CHECK(nmi_seq(cpu) & 1);
 	}
 	CHECK(!nmi_cpu_parked(0));

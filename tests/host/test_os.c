@@ -5,6 +5,7 @@
  */
 #include "test_os.h"
 #include "capture.h"
+#include "tap.h"
 
 #include <nmikit/format.h>
 #include <nmikit/log.h>
@@ -208,6 +209,14 @@ int nk_wprintf(nk_write_fn *write, void *arg, const char *fmt, ...)
 }
 
 /* --- controls ------------------------------------------------------------ */
+
+struct nmi_cpu_stats tos_nmi_stats(unsigned cpu)
+{
+	struct nmi_cpu_stats s;
+
+	CHECK_EQ(nmi_get_cpu_stats(cpu, &s), NMI_OK);
+	return s;
+}
 
 unsigned tos_sent_count(void)
 {

@@ -54,6 +54,9 @@ void tos_nmi(unsigned cpu, uint64_t ip);
 /* Same with a caller-built frame. */
 void tos_nmi_frame(unsigned cpu, struct nmi_frame *f);
 
+/* `cpu`'s NMI counters (a failed read fails the running test). */
+struct nmi_cpu_stats tos_nmi_stats(unsigned cpu);
+
 /* Reason port. */
 void tos_reason_assert(unsigned bits);
 unsigned tos_reason_asserted(void);

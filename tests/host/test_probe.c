@@ -27,14 +27,6 @@ static int h_serr(unsigned type, struct nmi_frame *f)
 	return 1;
 }
 
-static struct nmi_cpu_stats stats(unsigned cpu)
-{
-	struct nmi_cpu_stats s;
-
-	CHECK_EQ(nmi_get_cpu_stats(cpu, &s), NMI_OK);
-	return s;
-}
-
 static void tick(unsigned cpu)
 {
 	unsigned saved = tos_cpu;
@@ -42,6 +34,19 @@ static void tick(unsigned cpu)
 	tos_cpu = cpu;
 	irq_work_tick();
 	tos_cpu = saved;
+}
+
+/*
+ * The usual start: a local handler claims an NMI on CPU 0 (the claim may hide
+ * an external reason behind it), so CPU 0's next tick sends a probe self-NMI,
+ * not yet delivered.
+ */
+static void probe_sent_after_a_claimed_nmi(void)
+{
+	CHECK_EQ(nmi_register(NMI_LOCAL, "local", h_local, 0), NMI_OK);
+	local_ret = 1;
+	tos_nmi(0, 0x1000);
+	tick(0);
 }
 
 static void claimed_nmi_queues_lazy_probe_that_sends_self_nmi(void)
@@ -59,20 +64,17 @@ static void claimed_nmi_queues_lazy_probe_that_sends_self_nmi(void)
 	CHECK_EQ(tos_sent(0)->to, 1);
 	CHECK(nmi_probe_pending(1));
 	CHECK(!nmi_probe_pending(0));
-	CHECK_EQ(stats(1).probe_sent, 1);
-	CHECK_EQ(stats(0).probe_sent, 0);
+	CHECK_EQ(tos_nmi_stats(1).probe_sent, 1);
+	CHECK_EQ(tos_nmi_stats(0).probe_sent, 0);
 }
 
 static void unclaimed_probe_nmi_is_absorbed_and_probing_stops(void)
 {
-	CHECK_EQ(nmi_register(NMI_LOCAL, "local", h_local, 0), NMI_OK);
-	local_ret = 1;
-	tos_nmi(0, 0x1000);
-	tick(0);
+	probe_sent_after_a_claimed_nmi();
 	local_ret = 0;
 	CHECK(tos_deliver(0, 0x2000));
-	CHECK_EQ(stats(0).probe_absorbed, 1);
-	CHECK_EQ(stats(0).unknown, 0);
+	CHECK_EQ(tos_nmi_stats(0).probe_absorbed, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 0);
 	CHECK(!tos_log_has("Uhhuh"));
 	/* The mark stays until the next tick (see nmi_probe_on_unclaimed). */
 	CHECK(nmi_probe_pending(0));
@@ -82,7 +84,7 @@ static void unclaimed_probe_nmi_is_absorbed_and_probing_stops(void)
 	CHECK_EQ(tos_sent_count(), 1);
 	/* With no probe outstanding, an unclaimed NMI is unknown again. */
 	tos_nmi(0, 0x3000);
-	CHECK_EQ(stats(0).unknown, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 1);
 }
 
 static void probe_finds_external_event_lost_behind_a_local_nmi(void)
@@ -104,16 +106,16 @@ static void probe_finds_external_event_lost_behind_a_local_nmi(void)
 	CHECK(tos_deliver(0, 0x2000));
 	CHECK_EQ(serr_calls, 1);
 	CHECK_EQ(tos_reason_asserted(), 0);
-	CHECK_EQ(stats(0).probe_found, 1);
-	CHECK_EQ(stats(0).external, 1);
+	CHECK_EQ(tos_nmi_stats(0).probe_found, 1);
+	CHECK_EQ(tos_nmi_stats(0).external, 1);
 
 	/* An event was found: probe again; this one comes back empty. */
 	tick(0);
 	CHECK_EQ(tos_sent_count(), 2);
 	CHECK(tos_deliver(0, 0x3000));
-	CHECK_EQ(stats(0).probe_absorbed, 1);
-	CHECK_EQ(stats(0).probe_collapsed, 1);
-	CHECK_EQ(stats(0).unknown, 0);
+	CHECK_EQ(tos_nmi_stats(0).probe_absorbed, 1);
+	CHECK_EQ(tos_nmi_stats(0).probe_collapsed, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 0);
 	tick(0);
 	CHECK_EQ(tos_sent_count(), 2);
 	CHECK_EQ(serr_calls, 1);
@@ -132,80 +134,71 @@ static void lost_external_event_never_serviced_without_recovery(void)
 	CHECK_EQ(tos_sent_count(), 0);
 	CHECK_EQ(serr_calls, 0);
 	CHECK_EQ(tos_reason_asserted(), OS_NMI_REASON_SERR);
-	CHECK_EQ(stats(0).probe_sent, 0);
+	CHECK_EQ(tos_nmi_stats(0).probe_sent, 0);
 }
 
 static void claimed_nmi_while_probe_pending_keeps_the_mark(void)
 {
-	CHECK_EQ(nmi_register(NMI_LOCAL, "local", h_local, 0), NMI_OK);
-	local_ret = 1;
-	tos_nmi(0, 0x1000);
-	tick(0);
+	probe_sent_after_a_claimed_nmi();
 	CHECK(nmi_probe_pending(0));
 
 	/* A real NMI overtakes the probe's and is claimed. */
 	tos_nmi(0, 0x2000);
 	CHECK(nmi_probe_pending(0));
-	CHECK_EQ(stats(0).probe_found, 1);
+	CHECK_EQ(tos_nmi_stats(0).probe_found, 1);
 
 	/* The probe's own NMI follows: still recognised, not unknown. */
 	local_ret = 0;
 	CHECK(tos_deliver(0, 0x3000));
-	CHECK_EQ(stats(0).probe_absorbed, 1);
-	CHECK_EQ(stats(0).unknown, 0);
+	CHECK_EQ(tos_nmi_stats(0).probe_absorbed, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 0);
 	CHECK(!tos_log_has("Uhhuh"));
 
 	/* The real NMI asked for one more probe; it too comes back empty. */
 	tick(0);
 	CHECK_EQ(tos_sent_count(), 2);
 	CHECK(tos_deliver(0, 0x4000));
-	CHECK_EQ(stats(0).probe_absorbed, 2);
+	CHECK_EQ(tos_nmi_stats(0).probe_absorbed, 2);
 	tick(0);
 	CHECK_EQ(tos_sent_count(), 2);
-	CHECK_EQ(stats(0).unknown, 0);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 0);
 }
 
 static void probe_nmi_merged_into_claimed_nmi_is_cleared_at_next_tick(void)
 {
-	CHECK_EQ(nmi_register(NMI_LOCAL, "local", h_local, 0), NMI_OK);
-	local_ret = 1;
-	tos_nmi(0, 0x1000);
-	tick(0);
+	probe_sent_after_a_claimed_nmi();
 	/* The probe's NMI and a real one merge in the latch: one NMI, claimed. */
 	tos_drop_pending(0);
 	tos_nmi(0, 0x2000);
 	CHECK(nmi_probe_pending(0));
 	tick(0);
-	CHECK_EQ(stats(0).probe_collapsed, 1);
+	CHECK_EQ(tos_nmi_stats(0).probe_collapsed, 1);
 	CHECK_EQ(tos_sent_count(), 2);
 	CHECK(nmi_probe_pending(0));
 	local_ret = 0;
 	CHECK(tos_deliver(0, 0x3000));
-	CHECK_EQ(stats(0).probe_absorbed, 1);
-	CHECK_EQ(stats(0).unknown, 0);
+	CHECK_EQ(tos_nmi_stats(0).probe_absorbed, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 0);
 	tick(0);
 	CHECK(!nmi_probe_pending(0));
-	CHECK_EQ(stats(0).probe_collapsed, 1);
+	CHECK_EQ(tos_nmi_stats(0).probe_collapsed, 1);
 }
 
 static void probe_not_resent_while_its_nmi_is_in_flight(void)
 {
-	CHECK_EQ(nmi_register(NMI_LOCAL, "local", h_local, 0), NMI_OK);
-	local_ret = 1;
-	tos_nmi(0, 0x1000);
-	tick(0);
+	probe_sent_after_a_claimed_nmi();
 	tick(0);
 	tick(0);
 	CHECK_EQ(tos_sent_count(), 1);
-	CHECK_EQ(stats(0).probe_sent, 1);
+	CHECK_EQ(tos_nmi_stats(0).probe_sent, 1);
 	local_ret = 0;
 	CHECK(tos_deliver(0, 0x2000));
-	CHECK_EQ(stats(0).probe_absorbed, 1);
+	CHECK_EQ(tos_nmi_stats(0).probe_absorbed, 1);
 	/* The item still queued from the wait finds nothing to do. */
 	tick(0);
 	tick(0);
 	CHECK_EQ(tos_sent_count(), 1);
-	CHECK_EQ(stats(0).unknown, 0);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 0);
 }
 
 static void external_claim_also_queues_probe(void)
@@ -217,16 +210,13 @@ static void external_claim_also_queues_probe(void)
 	tick(0);
 	CHECK_EQ(tos_sent_count(), 1);
 	CHECK(tos_deliver(0, 0x2000));
-	CHECK_EQ(stats(0).probe_absorbed, 1);
-	CHECK_EQ(stats(0).unknown, 0);
+	CHECK_EQ(tos_nmi_stats(0).probe_absorbed, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 0);
 }
 
 static void empty_nmi_before_probe_nmi_does_not_make_probe_unknown(void)
 {
-	CHECK_EQ(nmi_register(NMI_LOCAL, "local", h_local, 0), NMI_OK);
-	local_ret = 1;
-	tos_nmi(0, 0x1000);
-	tick(0);
+	probe_sent_after_a_claimed_nmi();
 	/*
 	 * An NMI that finds nothing (e.g. latched behind a claimed one whose
 	 * handler already took its event) arrives before the probe's own NMI.
@@ -235,15 +225,15 @@ static void empty_nmi_before_probe_nmi_does_not_make_probe_unknown(void)
 	 */
 	local_ret = 0;
 	tos_nmi(0, 0x2000);
-	CHECK_EQ(stats(0).probe_absorbed, 1);
-	CHECK_EQ(stats(0).unknown, 0);
+	CHECK_EQ(tos_nmi_stats(0).probe_absorbed, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 0);
 	CHECK(tos_deliver(0, 0x3000));
-	CHECK_EQ(stats(0).probe_absorbed, 2);
-	CHECK_EQ(stats(0).unknown, 0);
+	CHECK_EQ(tos_nmi_stats(0).probe_absorbed, 2);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 0);
 	/* After the next tick the mark is gone: an empty NMI is unknown again. */
 	tick(0);
 	tos_nmi(0, 0x4000);
-	CHECK_EQ(stats(0).unknown, 1);
+	CHECK_EQ(tos_nmi_stats(0).unknown, 1);
 }
 
 static unsigned iochk_calls;
@@ -280,7 +270,7 @@ static void reason_lock_busy_queues_probe_that_services_the_reason_later(void)
 	tos_reason_assert(OS_NMI_REASON_SERR);
 	tos_nmi(1, 0x1000);
 	CHECK_EQ(serr_calls, 1);
-	CHECK_EQ(stats(0).reason_busy, 1);
+	CHECK_EQ(tos_nmi_stats(0).reason_busy, 1);
 	CHECK_EQ(iochk_calls, 0);			/* CPU 1 read the port before it */
 	CHECK_EQ(tos_reason_asserted(), OS_NMI_REASON_IOCHK);
 	/* CPU 1 is done, the lock is free; CPU 0's next tick probes. */
@@ -291,7 +281,7 @@ static void reason_lock_busy_queues_probe_that_services_the_reason_later(void)
 	CHECK(tos_deliver(0, 0x3000));
 	CHECK_EQ(iochk_calls, 1);
 	CHECK_EQ(tos_reason_asserted(), 0);
-	CHECK_EQ(stats(0).probe_found, 1);
+	CHECK_EQ(tos_nmi_stats(0).probe_found, 1);
 }
 
 static void recovery_switched_off_drops_queued_probe(void)

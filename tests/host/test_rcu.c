@@ -320,6 +320,14 @@ static void play(const struct step *steps)
 	wait_hook = run_script;
 }
 
+/* A grace period with `steps` played during its waits: how many waits it took. */
+static unsigned long gp_waits(const struct step *steps)
+{
+	play(steps);
+	synchronize_rcu();
+	return atomic_load(&waits);
+}
+
 static void do_switch(void) { rcu_note_context_switch(); }
 static void do_tick_busy(void) { rcu_tick(false); }
 static void do_tick_preemptible(void) { rcu_tick(true); }
@@ -345,9 +353,7 @@ static void gp_waits_for_every_busy_cpu(void)
 	for (unsigned c = 1; c < 4; c++)
 		AS_CPU(c, rcu_note_context_switch());
 	rcu_get_stats(&s0);
-	play(steps);
-	synchronize_rcu();
-	CHECK_EQ(atomic_load(&waits), 6);
+	CHECK_EQ(gp_waits(steps), 6);
 	CHECK_EQ(script_last, 6);
 	rcu_get_stats(&s1);
 	CHECK_EQ(s1.gp_seq, s0.gp_seq + 1);
@@ -367,9 +373,7 @@ static void gp_is_not_ended_by_a_tick_inside_a_reader(void)
 	all_cpus_running();
 	AS_CPU(2, rcu_idle_enter());
 	AS_CPU(3, rcu_idle_enter());
-	play(steps);
-	synchronize_rcu();
-	CHECK_EQ(atomic_load(&waits), 5);
+	CHECK_EQ(gp_waits(steps), 5);
 }
 
 static void gp_ignores_idle_and_offline_cpus(void)
@@ -378,9 +382,7 @@ static void gp_ignores_idle_and_offline_cpus(void)
 	AS_CPU(1, rcu_idle_enter());
 	AS_CPU(2, rcu_user_enter());
 	tos_set_online(3, false);	/* busy, but offline */
-	play(NULL);
-	synchronize_rcu();
-	CHECK_EQ(atomic_load(&waits), 0);
+	CHECK_EQ(gp_waits(NULL), 0);
 }
 
 static void gp_waits_for_an_nmi_that_came_from_idle(void)
@@ -396,9 +398,7 @@ static void gp_waits_for_an_nmi_that_came_from_idle(void)
 	for (unsigned c = 1; c < 4; c++)
 		AS_CPU(c, rcu_idle_enter());
 	AS_CPU(1, rcu_nmi_enter());		/* an NMI handler is running on idle CPU 1 */
-	play(steps);
-	synchronize_rcu();
-	CHECK_EQ(atomic_load(&waits), 7);
+	CHECK_EQ(gp_waits(steps), 7);
 	CHECK_EQ(dt(1) & 1, 0);
 	CHECK_EQ(rcu_warnings(RCU_WARN_KINDS), 0);
 }
@@ -414,9 +414,7 @@ static void gp_ends_when_an_idle_cpu_wakes_and_sleeps_again(void)
 	all_cpus_running();
 	AS_CPU(2, rcu_idle_enter());
 	AS_CPU(3, rcu_idle_enter());
-	play(steps);
-	synchronize_rcu();
-	CHECK_EQ(atomic_load(&waits), 2);
+	CHECK_EQ(gp_waits(steps), 2);
 }
 
 static void gp_waits_for_a_thread_reader(void)
@@ -434,9 +432,7 @@ static void gp_waits_for_a_thread_reader(void)
 	AS_CPU(1, do_read_lock());
 	AS_CPU(1, CHECK(rcu_read_lock_held()));
 	CHECK_EQ(atomic_load(&preempt_count[1]), 1);
-	play(steps);
-	synchronize_rcu();
-	CHECK_EQ(atomic_load(&waits), 5);
+	CHECK_EQ(gp_waits(steps), 5);
 	CHECK_EQ(atomic_load(&preempt_count[1]), 0);
 	AS_CPU(1, CHECK(!rcu_read_lock_held()));
 }
@@ -456,9 +452,7 @@ static void broken_sync_switch_returns_at_once(void)
 {
 	all_cpus_running();		/* every other CPU busy */
 	rcu_torture_broken_sync = true;
-	play(NULL);
-	synchronize_rcu();
-	CHECK_EQ(atomic_load(&waits), 0);
+	CHECK_EQ(gp_waits(NULL), 0);
 	rcu_torture_broken_sync = false;
 }
 
@@ -475,9 +469,7 @@ static void stalled_cpu_is_reported_once(void)
 	AS_CPU(3, rcu_idle_enter());
 	rcu_stall_ms = 10;
 	wait_advance_ns = 1000000;	/* each wait: 1 ms */
-	play(steps);
-	synchronize_rcu();
-	CHECK_EQ(atomic_load(&waits), 30);
+	CHECK_EQ(gp_waits(steps), 30);
 	rcu_get_stats(&st);
 	CHECK_EQ(st.stalls, 1);
 	CHECK_EQ(tos_log_count("rcu: INFO: CPU 1 has passed no quiescent state for"), 1);
@@ -708,9 +700,7 @@ static void offline_cpu_in_an_nmi_holds_the_grace_period(void)
 	CHECK(left_first);
 	CHECK(atomic_load(&waits) >= 10);
 	/* An offline CPU outside any NMI holds nothing up. */
-	play(NULL);
-	synchronize_rcu();
-	CHECK_EQ(atomic_load(&waits), 0);
+	CHECK_EQ(gp_waits(NULL), 0);
 }
 
 /* --- threads: readers never see what a writer poisoned -------------------- */
