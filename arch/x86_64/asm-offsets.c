@@ -9,6 +9,7 @@
 #include <arch/gdt.h>
 #include <kernel/sched.h>
 #include <arch/nmi.h>
+#include <nmikit/nmi.h>
 
 #define DEFINE(sym, val) \
 	__asm__ volatile("\n.ascii \"@@OFFSET " #sym " %c0@@\"" :: "i"(val))
@@ -59,6 +60,7 @@ void asm_offsets(void)
 	DEFINE(NMI_STACK_BYTES, NMI_STACK_SIZE);
 	DEFINE(STACKS_NMI, offsetof(struct cpu_stacks, nmi));
 	DEFINE(SIZEOF_CPU_STACKS, sizeof(struct cpu_stacks));
+	DEFINE(NMI_FRAME_SIZE, sizeof(struct nmi_frame));	/* built by pushes: nmi.c */
 
 	/* Exception and IRQ entry (entry.S): every general register's slot. */
 	OFFSET(REGS_RBX, struct regs, rbx);

@@ -2,8 +2,9 @@
  * nmi.c: the C half of the x86-64 NMI entry.  do_nmi() runs for every NMI
  * that nmi_entry.S decided is a first NMI (or a repeat of one), on the NMI
  * stack, or on the task's kernel stack when the NMI came from ring 3.
- * It preserves what the interrupted code cannot save for itself (CR2, and
- * DR7 while the handler runs), then hands over to the portable core.
+ * It parks DR7 while the handler runs if the interrupted code had a
+ * breakpoint armed, then hands over to the portable core (CR2 and GS are
+ * handled by the assembly around it).
  *
  * Everything here runs in NMI context: no locks, no waiting, bounded time.
  */
@@ -12,6 +13,7 @@
 #include <arch/cpu.h>
 #include <arch/gdt.h>
 #include <arch/percpu.h>
+#include <nmikit/compiler.h>
 #include <nmikit/nmi.h>
 
 /* The entry assembly relies on these adjacencies (see nmi_entry.S). */
@@ -29,6 +31,10 @@ _Static_assert(offsetof(struct nmi_stack_top, percpu) ==
 	       "percpu slot must match gdt.c");
 _Static_assert(offsetof(struct regs, rip) + sizeof(struct iret_frame) == sizeof(struct regs),
 	       "struct regs must end with the iret frame");
+/* NMI_CALL_C in nmi_entry.S pushes regs, from_user, sp, ip: this layout. */
+_Static_assert(offsetof(struct nmi_frame, ip) == 0 && offsetof(struct nmi_frame, sp) == 8 &&
+	       offsetof(struct nmi_frame, from_user) == 16 && offsetof(struct nmi_frame, regs) == 24 &&
+	       sizeof(struct nmi_frame) == 32, "struct nmi_frame as nmi_entry.S pushes it");
 
 bool nmi_exit_or_repeat(uint64_t addr)
 {
@@ -58,38 +64,27 @@ bool nmi_breakpoint_forbidden(uint64_t addr)
 	return addr >= (uint64_t)asm_nmi && addr < (uint64_t)nmi_prologue_end;
 }
 
-void do_nmi(struct regs *r)
+/*
+ * Called by nmi_entry.S with the struct nmi_frame it built from the saved
+ * frame; CR2 and the GS base are the assembly's job (see NMI_CALL_C).
+ *
+ * DR7: a hardware breakpoint set by the interrupted code must not fire
+ * inside the NMI handler, so while any of L0-L3/G0-G3 is on, DR7 is parked
+ * for the dispatch and put back after.  Without one (the common case) this
+ * is a test and a tail call into the core.  Nested NMIs are counted by the
+ * assembly in percpu (nmi_asm_nested, nmi_asm_in_repeat); this function
+ * stays free of loops so the nested-NMI test reaches every instruction of
+ * it (the plain variant takes the parking path, the no-DR7 variant the other).
+ */
+__attribute__((optimize("omit-frame-pointer"))) void do_nmi(struct nmi_frame *f)
 {
-	/*
-	 * CR2: the NMI may have interrupted a #PF handler before it read CR2; a
-	 * #PF inside our handler would overwrite it.  DR7: a hardware breakpoint
-	 * set by the interrupted code must not fire inside the NMI handler.
-	 */
-	uint64_t cr2 = read_cr2();
 	uint64_t dr7 = read_dr7();
-	/*
-	 * Nested NMIs are counted by the assembly in percpu (nmi_asm_nested,
-	 * nmi_asm_in_repeat) and read from there; this function stays free of
-	 * loops so the nested-NMI test can reach every one of its instructions.
-	 */
-	bool dr7_off = (dr7 & DR7_ENABLES) && !nmi_keep_dr7;
 
-	if (dr7_off)
-		write_dr7(DR7_RESET);
-
-	struct nmi_frame f = {
-		.ip = r->rip,
-		.sp = r->rsp,
-		.from_user = regs_from_user(r),
-		.regs = r,
-	};
-	void (*hook)(struct regs *) = nmi_test_hook;
-	if (hook)
-		hook(r);
-	nmi_entry(&f);
-
-	if (dr7_off)
-		write_dr7(dr7);
-	if (read_cr2() != cr2)
-		write_cr2(cr2);
+	if (NK_LIKELY(!(dr7 & DR7_ENABLES) || nmi_keep_dr7)) {
+		nmi_entry(f);
+		return;
+	}
+	write_dr7(DR7_RESET);
+	nmi_entry(f);
+	write_dr7(dr7);
 }

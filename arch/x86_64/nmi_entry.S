@@ -32,6 +32,54 @@
 #define KCODE	0x08
 #define KDATA	0x10
 
+/*
+ * The call into C, shared by the kernel and the user path.  rsp = struct regs
+ * (16-byte aligned); the GS base is already the kernel's.
+ *
+ * CR2: the NMI may have interrupted a #PF handler before it read CR2, and a
+ * #PF inside our handler would overwrite it.  It is read into %r12 (saved in
+ * struct regs above, callee-saved in C) and written back at the end only if
+ * it changed.  DR7 stays in do_nmi(): its park window must not cover any of
+ * this file, where the entry test puts its hardware breakpoints.
+ *
+ * struct nmi_frame is built by four pushes (the layout is asserted in
+ * nmi.c): regs, from_user, the interrupted RSP and RIP.  The test hook and
+ * the CR2 write are out of line (after nmi_user_iret) so the common path
+ * falls straight through; each comes back to the label after its branch.
+ */
+.macro NMI_CALL_C from_user, hook, hook_done, cr2_fix, cr2_done
+	movq	%cr2, %r12
+	cmpq	$0, nmi_test_hook(%rip)
+	jne	\hook
+\hook_done:
+	pushq	%rsp				/* f.regs: the value before this push */
+	pushq	$\from_user			/* f.from_user, and padding */
+	pushq	REGS_RSP + 16(%rsp)		/* f.sp */
+	pushq	REGS_RIP + 24(%rsp)		/* f.ip */
+	movq	%rsp, %rdi
+	xorl	%ebp, %ebp			/* backtraces stop here, then show the regs */
+	call	do_nmi
+	addq	$NMI_FRAME_SIZE, %rsp		/* rsp = struct regs */
+	movq	%cr2, %rax
+	cmpq	%rax, %r12
+	jne	\cr2_fix
+\cr2_done:
+.endm
+
+/* The out-of-line halves of NMI_CALL_C (placed after nmi_user_iret). */
+.macro NMI_CALL_C_SLOW hook, hook_done, cr2_fix, cr2_done
+\hook:
+	movq	nmi_test_hook(%rip), %rax	/* once: another CPU may clear it */
+	testq	%rax, %rax
+	jz	\hook_done
+	movq	%rsp, %rdi
+	call	*%rax
+	jmp	\hook_done
+\cr2_fix:
+	movq	%r12, %cr2
+	jmp	\cr2_done
+.endm
+
 	.section .text.nmi_entry, "ax"
 	.code64
 
@@ -191,9 +239,7 @@ end_repeat_nmi:
 	swapgs
 	movl	$1, %ebx
 2:
-	movq	%rsp, %rdi
-	xorl	%ebp, %ebp			/* backtraces stop here, then show the regs */
-	call	do_nmi
+	NMI_CALL_C from_user=0, hook=.Lnmi_kernel_hook, hook_done=.Lnmi_kernel_hook_done, cr2_fix=.Lnmi_kernel_cr2_fix, cr2_done=.Lnmi_kernel_cr2_done
 
 	testl	%ebx, %ebx
 	jz	3f
@@ -242,15 +288,16 @@ nmi_from_user:
 	pushq	$2
 	movq	(%rdx), %rdx			/* the user's %rdx, from the scratch slot */
 	PUSH_GPRS
-	movq	%rsp, %rdi
-	xorl	%ebp, %ebp
-	call	do_nmi
+	NMI_CALL_C from_user=1, hook=.Lnmi_user_hook, hook_done=.Lnmi_user_hook_done, cr2_fix=.Lnmi_user_cr2_fix, cr2_done=.Lnmi_user_cr2_done
 	POP_GPRS
 	addq	$16, %rsp
 	swapgs
 	.globl	nmi_user_iret
 nmi_user_iret:
 	iretq
+
+	NMI_CALL_C_SLOW hook=.Lnmi_kernel_hook, hook_done=.Lnmi_kernel_hook_done, cr2_fix=.Lnmi_kernel_cr2_fix, cr2_done=.Lnmi_kernel_cr2_done
+	NMI_CALL_C_SLOW hook=.Lnmi_user_hook, hook_done=.Lnmi_user_hook_done, cr2_fix=.Lnmi_user_cr2_fix, cr2_done=.Lnmi_user_cr2_done
 
 	.globl	nmi_entry_end
 nmi_entry_end:

@@ -41,8 +41,12 @@ struct nmi_stack_top *nmi_stack_top_of(unsigned int cpu);
 extern char asm_nmi[], nmi_prologue_end[], repeat_nmi[], end_repeat_nmi[];
 extern char nmi_final_iret[], nmi_exit_tail[], nmi_entry_end[];
 
-/* C entry called by nmi_entry.S on the NMI stack or, from ring 3, the task stack. */
-void do_nmi(struct regs *r);
+/*
+ * C entry called by nmi_entry.S on the NMI stack or, from ring 3, the task
+ * stack, with the frame the assembly built (f->regs is the struct regs).
+ */
+struct nmi_frame;
+void do_nmi(struct nmi_frame *f);
 
 /*
  * True when a breakpoint (int3 or DR0-DR3) at `addr` is refused: the NMI
@@ -69,8 +73,9 @@ bool nmi_int3_forbidden(uint64_t addr);	/* prologue, repeat region, exit tail */
 extern volatile bool nmi_keep_dr7;
 
 /*
- * Test hook: an extra per-CPU hook called from do_nmi() before the core
- * dispatch, with the register block (lets tests inspect the interrupted state).
+ * Test hook: an extra hook called by the entry assembly (NMI_CALL_C) before
+ * do_nmi() and the core dispatch, with the register block (lets tests inspect
+ * the interrupted state).
  */
 extern void (*volatile nmi_test_hook)(struct regs *r);
 
