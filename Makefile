@@ -24,7 +24,7 @@ KCOMMON    := -ffreestanding -fno-pie -fno-stack-protector -fno-asynchronous-unw
               -mcmodel=small -O2 -g $(WARN) -MMD -MP
 KINCLUDES  := -Iinclude -Ikernel/include -Iarch/x86_64/include -I$(BUILD)/gen
 # core/ is portable C11 and sees only include/ (see docs/DEVELOPING.md).
-CORE_CFLAGS := -std=c11 $(KCOMMON) -Iinclude
+CORE_CFLAGS := -std=c11 $(KCOMMON) -Iinclude -DNMIKIT_OS_CYCLES_TSC
 KCFLAGS     := -std=gnu11 $(KCOMMON) $(KINCLUDES)
 ASFLAGS     := -D__ASSEMBLER__ $(KINCLUDES) -g -MMD -MP
 LDFLAGS     := -nostdlib -static -z max-page-size=0x1000 -z noexecstack --no-warn-rwx-segments

@@ -98,8 +98,11 @@ struct nmi_cpu {
 	_Atomic unsigned state;		/* enum nmi_cpu_state */
 	_Atomic uint64_t seq;		/* odd while inside nmi_entry() */
 	_Atomic bool parked;		/* stopped by a shootdown */
-	/* Back-to-back detection, touched only by this CPU's dispatch. */
-	bool have_last_ip;
+	/*
+	 * Back-to-back detection, touched only by this CPU's dispatch.  No
+	 * "have a previous NMI" flag: last_ip only matters together with
+	 * last_claimed_many, which is false until an NMI has set both.
+	 */
 	bool last_claimed_many;		/* previous NMI: local chain claimed > 1 */
 	uint64_t last_ip;
 	struct nmi_counters ctr;
@@ -451,16 +454,20 @@ static uint64_t nmi_cycles_to_ns(uint64_t cycles)
 static _Atomic uint64_t nmi_slow_ns_seen = UINT64_MAX;
 static _Atomic uint64_t nmi_slow_cycles;
 
-static uint64_t nmi_slow_threshold(void)
+static __attribute__((noinline)) void nmi_slow_threshold_update(uint64_t ns)
+{
+	/* ns <= 10^10 (the parameter's range), cycles/ms < 2^33: no overflow. */
+	atomic_store_explicit(&nmi_slow_cycles, ns * os_cycles_per_ms() / 1000000,
+			      memory_order_relaxed);
+	atomic_store_explicit(&nmi_slow_ns_seen, ns, memory_order_relaxed);
+}
+
+static inline __attribute__((always_inline)) uint64_t nmi_slow_threshold(void)
 {
 	uint64_t ns = nmi_longest_ns;
 
-	if (NK_UNLIKELY(ns != atomic_load_explicit(&nmi_slow_ns_seen, memory_order_relaxed))) {
-		/* ns <= 10^10 (the parameter's range), cycles/ms < 2^33: no overflow. */
-		atomic_store_explicit(&nmi_slow_cycles, ns * os_cycles_per_ms() / 1000000,
-				      memory_order_relaxed);
-		atomic_store_explicit(&nmi_slow_ns_seen, ns, memory_order_relaxed);
-	}
+	if (NK_UNLIKELY(ns != atomic_load_explicit(&nmi_slow_ns_seen, memory_order_relaxed)))
+		nmi_slow_threshold_update(ns);
 	return atomic_load_explicit(&nmi_slow_cycles, memory_order_relaxed);
 }
 
@@ -500,7 +507,7 @@ static __attribute__((noinline)) void nmi_account_slow(struct nmi_action *a, uin
  * after each, which is also the start of the next call (the loop's own few
  * instructions are charged to the handler before them).
  */
-static int nmi_run_chain(unsigned type, struct nmi_frame *f)
+static inline __attribute__((always_inline)) int nmi_walk(unsigned type, struct nmi_frame *f)
 {
 	struct nmi_action *a;
 	uint64_t t, limit;
@@ -510,23 +517,29 @@ static int nmi_run_chain(unsigned type, struct nmi_frame *f)
 	if (!a)
 		return 0;
 	limit = nmi_slow_threshold();
-	t = os_cycles();
-	for (; a; a = atomic_load_explicit(&a->next, memory_order_acquire)) {
+	t = nk_os_cycles();
+	do {
 		int n = a->fn(type, f);
-		uint64_t now = os_cycles();
-		uint64_t d = now - t;
+		uint64_t d = nk_os_cycles() - t;
 
-		t = now;
+		t += d;
 		nk_atomic_inc(&a->calls);
-		if (n > 0) {
+		if (NK_UNLIKELY(n > 0)) {
 			atomic_fetch_add_explicit(&a->claimed, (uint64_t)n, memory_order_relaxed);
 			sum += n;
 		}
 		if (NK_UNLIKELY(d > limit ||
 				d > atomic_load_explicit(&a->longest_cycles, memory_order_relaxed)))
 			nmi_account_slow(a, d);
-	}
+		a = atomic_load_explicit(&a->next, memory_order_acquire);
+	} while (a);
 	return sum;
+}
+
+/* The walk for the rare chains (SERR, IOCHK, UNKNOWN); NMI_LOCAL's is inline. */
+static __attribute__((noinline)) int nmi_run_chain(unsigned type, struct nmi_frame *f)
+{
+	return nmi_walk(type, f);
 }
 
 /* Default action for an external reason that its chain did not claim. */
@@ -650,13 +663,18 @@ static void nmi_unknown(struct nmi_frame *f, unsigned cpu, struct nmi_cpu *c,
  * nmi_dispatch(); kept out of line so the common (claimed) path stays short.
  */
 static __attribute__((noinline)) void nmi_dispatch_unclaimed(struct nmi_frame *f, unsigned cpu,
-							     struct nmi_cpu *c, bool back_to_back,
-							     bool prev_many)
+							     struct nmi_cpu *c)
 {
 	unsigned reason = 0;
+	bool back_to_back = c->last_ip == f->ip;
+	bool prev_many = c->last_claimed_many;
+
+	/* This NMI is now "the previous one"; it claimed nothing. */
+	c->last_ip = f->ip;
+	c->last_claimed_many = false;
 
 	if (nmi_external(f, cpu, c, &reason)) {
-		nmi_probe_on_claimed();
+		nmi_probe_on_claimed_cpu(cpu);
 		return;
 	}
 
@@ -680,10 +698,10 @@ static __attribute__((noinline)) void nmi_dispatch_unclaimed(struct nmi_frame *f
  * The flow of one NMI, after nmi_entry() has made it this CPU's only running
  * dispatch.  NMI context; every step below is lock-free or try-lock only.
  */
-static void nmi_dispatch(struct nmi_frame *f, unsigned cpu, struct nmi_cpu *c)
+static inline __attribute__((always_inline)) void nmi_dispatch(struct nmi_frame *f, unsigned cpu,
+								struct nmi_cpu *c)
 {
 	nmi_emergency_fn em;
-	bool back_to_back, prev_many;
 	int claimed;
 
 	nk_stat_inc(&c->ctr.entries);
@@ -697,28 +715,38 @@ static void nmi_dispatch(struct nmi_frame *f, unsigned cpu, struct nmi_cpu *c)
 		return;
 	}
 
-	claimed = nmi_run_chain(NMI_LOCAL, f);
-
-	/*
-	 * The back-to-back rule's memory of the previous NMI, compared and
-	 * updated after the walk (no handler touches it, and the dispatch
-	 * never nests on one CPU), so nothing is kept across the calls.
-	 */
-	back_to_back = c->have_last_ip && c->last_ip == f->ip;
-	prev_many = c->last_claimed_many;
-	c->have_last_ip = true;
-	c->last_ip = f->ip;
-	/*
-	 * More than one event in one NMI: the second source's NMI may still be
-	 * latched behind this one and will then find nothing.
-	 */
-	c->last_claimed_many = claimed > 1;
-	if (claimed) {
-		nk_stat_inc(&c->ctr.normal);
-		nmi_probe_on_claimed();
+	claimed = nmi_walk(NMI_LOCAL, f);
+	if (NK_UNLIKELY(!claimed)) {
+		nmi_dispatch_unclaimed(f, cpu, c);
 		return;
 	}
-	nmi_dispatch_unclaimed(f, cpu, c, back_to_back, prev_many);
+	/*
+	 * The back-to-back rule's memory of the previous NMI, updated after
+	 * the walk (no handler touches it, and the dispatch never nests on one
+	 * CPU), so nothing is kept across the calls.  More than one event in
+	 * one NMI: the second source's NMI may still be latched behind this
+	 * one and will then find nothing.
+	 */
+	c->last_ip = f->ip;
+	c->last_claimed_many = claimed > 1;
+	nk_stat_inc(&c->ctr.normal);
+	nmi_probe_on_claimed_cpu(cpu);
+}
+
+/*
+ * An NMI came in while the dispatch ran (state LATCHED, now back to
+ * EXECUTING after nmi_entry()'s decrement): run the dispatch again, until a
+ * decrement finds no new one.  Out of line, so that nmi_entry() itself is
+ * straight-line code.  NMI context, like nmi_dispatch().
+ */
+static __attribute__((noinline)) void nmi_dispatch_repeat(struct nmi_frame *f, unsigned cpu,
+							  struct nmi_cpu *c)
+{
+	do {
+		nk_stat_inc(&c->ctr.repeated);
+		nmi_dispatch(f, cpu, c);
+		atomic_signal_fence(memory_order_seq_cst);
+	} while (atomic_fetch_sub_explicit(&c->state, 1, memory_order_relaxed) != NMI_EXECUTING);
 }
 
 /*
@@ -750,20 +778,18 @@ void nmi_entry(struct nmi_frame *f)
 		return;
 	}
 	atomic_store_explicit(&c->state, NMI_EXECUTING, memory_order_relaxed);
-	rcu_nmi_enter();	/* handlers are RCU readers, even from idle (docs/rcu-nmi.md) */
+	rcu_nmi_enter_cpu(cpu);	/* handlers are RCU readers, even from idle (docs/rcu-nmi.md) */
 	atomic_fetch_add_explicit(&c->seq, 1, memory_order_seq_cst);
 
-	for (;;) {
-		nmi_dispatch(f, cpu, c);
-		atomic_signal_fence(memory_order_seq_cst);
-		if (atomic_fetch_sub_explicit(&c->state, 1, memory_order_relaxed) == NMI_EXECUTING)
-			break;
-		nk_stat_inc(&c->ctr.repeated);
-	}
+	nmi_dispatch(f, cpu, c);
+	atomic_signal_fence(memory_order_seq_cst);
+	if (NK_UNLIKELY(atomic_fetch_sub_explicit(&c->state, 1, memory_order_relaxed) !=
+			NMI_EXECUTING))
+		nmi_dispatch_repeat(f, cpu, c);
 
-	atomic_store_explicit(&c->seq, atomic_load_explicit(&c->seq, memory_order_relaxed) + 1,
-			      memory_order_release);
-	rcu_nmi_exit();
+	/* Only this CPU writes seq: a release add is the release store of seq + 1. */
+	atomic_fetch_add_explicit(&c->seq, 1, memory_order_release);
+	rcu_nmi_exit_cpu(cpu);
 }
 
 void nmi_note_nested(void)

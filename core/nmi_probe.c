@@ -87,18 +87,26 @@ static void nmi_probe_fn(struct irq_work *w)
 }
 
 /*
- * NMI context, this CPU.  Safe: touches only this CPU's probe slot, and
- * irq_work_queue() is NMI-safe.  Asks for a probe on the next tick without
- * counting anything: the dispatch could not look at a source this time (the
- * reason lock was held elsewhere), so a later look must be guaranteed.
+ * NMI context, on CPU `cpu` (== os_cpu_id()).  Safe: touches only this
+ * CPU's probe slot, and irq_work_queue() is NMI-safe.  Asks for a probe on
+ * the next tick without counting anything.
+ *
+ * Setting `wanted` is what matters; queueing the item only makes sure the
+ * tick looks at it.  If the item is still PENDING (queued, callback not yet
+ * started: the common case from the second claimed NMI on), queueing again
+ * would only be refused, so it is skipped.  This is safe because the item
+ * runs on this CPU only: if this NMI sees PENDING, the runner has not yet
+ * cleared it (it clears PENDING before calling nmi_probe_fn), so the
+ * callback starts after this NMI returns and reads the `wanted` we stored.
+ * The compiler fence keeps the store before the load; no CPU barrier is
+ * needed between an NMI and the code it interrupted.
  */
-void nmi_probe_request(void)
+static inline __attribute__((always_inline)) void nmi_probe_want(struct nmi_probe_cpu *p)
 {
-	struct nmi_probe_cpu *p = &nmi_probes[os_cpu_id()];
-
-	if (!nmi_lost_recovery)
-		return;
 	atomic_store_explicit(&p->wanted, true, memory_order_release);
+	atomic_signal_fence(memory_order_seq_cst);
+	if (NK_LIKELY(atomic_load_explicit(&p->work.flags, memory_order_relaxed) & IRQ_WORK_PENDING))
+		return;
 	/*
 	 * First use on this CPU: nothing else can touch the item yet (it was
 	 * never queued, and dispatch does not nest on one CPU).
@@ -109,19 +117,36 @@ void nmi_probe_request(void)
 }
 
 /*
- * NMI context, this CPU.  The pending mark is left as it is: a real event
- * was claimed, but the probe's own NMI may still be in flight behind this
- * one; clearing the mark now would make that NMI look unknown.
+ * NMI context, this CPU: the dispatch could not look at a source this time
+ * (the reason lock was held elsewhere), so a later look must be guaranteed.
  */
-void nmi_probe_on_claimed(void)
+void nmi_probe_request(void)
 {
-	struct nmi_probe_cpu *p = &nmi_probes[os_cpu_id()];
+	if (!nmi_lost_recovery)
+		return;
+	nmi_probe_want(&nmi_probes[os_cpu_id()]);
+}
+
+/*
+ * NMI context, on CPU `cpu` (== os_cpu_id()).  The pending mark is left as
+ * it is: a real event was claimed, but the probe's own NMI may still be in
+ * flight behind this one; clearing the mark now would make that NMI look
+ * unknown.
+ */
+void nmi_probe_on_claimed_cpu(unsigned cpu)
+{
+	struct nmi_probe_cpu *p = &nmi_probes[cpu];
 
 	if (!nmi_lost_recovery)
 		return;
 	if (atomic_load_explicit(&p->pending, memory_order_acquire))
 		nk_stat_inc(&p->found);
-	nmi_probe_request();
+	nmi_probe_want(p);
+}
+
+void nmi_probe_on_claimed(void)
+{
+	nmi_probe_on_claimed_cpu(os_cpu_id());
 }
 
 /*

@@ -95,30 +95,15 @@ uint64_t rcu_warnings(enum rcu_warning what)
 }
 
 /*
- * NMI context (and the #DB/#BP/#MC entries).  Safe: only this CPU's
- * counters, no loop, no lock; the atomic increment is wait-free.
- *
- * model: EN_TEST -> [EN_INC] -> EN_NLD -> EN_NST -> BODY
+ * EN_NLD, EN_NST and the BODY check: the part of the entry both of its
+ * branches share, written once and inlined into each, so that the common
+ * branch (RCU already watching) makes no call and needs no stack frame.
  */
-void rcu_nmi_enter(void)
+static inline __attribute__((always_inline)) void rcu_nmi_enter_nest(struct rcu_dynticks *d,
+								   long incby)
 {
-	struct rcu_dynticks *d = rcu_this();
-	long incby = 2;
 	long n;
 
-	/* EN_TEST: is RCU watching this CPU already? */
-	if (!(atomic_load_explicit(&d->dynticks, memory_order_relaxed) & 1)) {
-		/*
-		 * EN_INC: no, it is idle.  Make it watch first, then take
-		 * the +1 that marks this NMI as the one to turn it off again.
-		 * An NMI nested right here sees the counter odd and the
-		 * nesting unchanged, adds 2 and takes 2 away: it cannot
-		 * mistake itself for us.
-		 */
-		rcu_dynticks_inc(d);
-		nk_atomic_inc(&d->from_idle);
-		incby = 1;
-	}
 	/* EN_NLD, EN_NST: a separate load and store, as the model has them. */
 	rcu_step();
 	n = atomic_load_explicit(&d->nmi_nesting, memory_order_relaxed);
@@ -131,16 +116,65 @@ void rcu_nmi_enter(void)
 }
 
 /*
+ * EN_INC and the rest of the entry, from idle: make RCU watch first, then
+ * take the +1 that marks this NMI as the one to turn it off again.  An NMI
+ * nested right after the increment sees the counter odd and the nesting
+ * unchanged, adds 2 and takes 2 away: it cannot mistake itself for us.
+ */
+static __attribute__((noinline)) void rcu_nmi_enter_from_idle(struct rcu_dynticks *d)
+{
+	rcu_dynticks_inc(d);
+	nk_atomic_inc(&d->from_idle);
+	rcu_nmi_enter_nest(d, 1);
+}
+
+/*
+ * NMI context (and the #DB/#BP/#MC entries).  Safe: only this CPU's
+ * counters, no loop, no lock; the atomic increment is wait-free.
+ *
+ * model: EN_TEST -> [EN_INC] -> EN_NLD -> EN_NST -> BODY
+ */
+void rcu_nmi_enter_cpu(unsigned cpu)
+{
+	struct rcu_dynticks *d = &rcu_dynticks_cpus[cpu];
+
+	/* EN_TEST: is RCU watching this CPU already? */
+	if (NK_UNLIKELY(!(atomic_load_explicit(&d->dynticks, memory_order_relaxed) & 1))) {
+		rcu_nmi_enter_from_idle(d);	/* no: EN_INC first */
+		return;
+	}
+	rcu_nmi_enter_nest(d, 2);
+}
+
+void rcu_nmi_enter(void)
+{
+	rcu_nmi_enter_cpu(os_cpu_id());
+}
+
+/* The exit's warnings, reported after its steps (see rcu_nmi_exit_cpu()). */
+static __attribute__((noinline)) void rcu_nmi_exit_warn(bool unwatched, bool odd_after)
+{
+	if (unwatched)
+		rcu_warn(RCU_WARN_HANDLER_UNWATCHED, "rcu_nmi_exit: counter even inside the handler");
+	if (odd_after)
+		rcu_warn(RCU_WARN_IDLE_EXIT_ODD,
+			 "rcu_nmi_exit: counter odd after the outermost exit from idle");
+}
+
+/*
  * NMI context.  Safe for the same reasons as rcu_nmi_enter().
  *
  * model: EX_NLD -> EX_NST            (nesting != 1)
  *                -> EX_ZERO -> EX_INC (nesting == 1: last out of idle)
- * (the model's BODY_END check sits after the load here, so that an exit
- * without an entry is reported as what it is.)
+ * (the model's BODY_END check reads the counter right after the load here,
+ * so that an exit without an entry is reported as what it is; the warning
+ * itself is printed after the steps, so that the common path makes no call
+ * before its last step and needs no stack frame.)
  */
-void rcu_nmi_exit(void)
+void rcu_nmi_exit_cpu(unsigned cpu)
 {
-	struct rcu_dynticks *d = rcu_this();
+	struct rcu_dynticks *d = &rcu_dynticks_cpus[cpu];
+	bool unwatched, odd_after;
 	long n;
 
 	/* EX_NLD */
@@ -152,12 +186,13 @@ void rcu_nmi_exit(void)
 		return;
 	}
 	/* BODY_END: the handler ran watched up to here (model: CHECK_WATCH). */
-	if (NK_UNLIKELY(!(atomic_load_explicit(&d->dynticks, memory_order_relaxed) & 1)))
-		rcu_warn(RCU_WARN_HANDLER_UNWATCHED, "rcu_nmi_exit: counter even inside the handler");
-	if (n != 1) {
+	unwatched = !(atomic_load_explicit(&d->dynticks, memory_order_relaxed) & 1);
+	if (NK_LIKELY(n != 1)) {
 		/* EX_NST: not the NMI that made RCU watch; leave dynticks alone. */
 		atomic_store_explicit(&d->nmi_nesting, n - 2, memory_order_relaxed);
 		rcu_step();
+		if (NK_UNLIKELY(unwatched))
+			rcu_nmi_exit_warn(true, false);
 		return;
 	}
 	/*
@@ -169,9 +204,14 @@ void rcu_nmi_exit(void)
 	 */
 	atomic_store_explicit(&d->nmi_nesting, 0, memory_order_relaxed);
 	rcu_step();
-	if (NK_UNLIKELY(rcu_dynticks_inc(d) & 1))
-		rcu_warn(RCU_WARN_IDLE_EXIT_ODD,
-			 "rcu_nmi_exit: counter odd after the outermost exit from idle");
+	odd_after = rcu_dynticks_inc(d) & 1;
+	if (NK_UNLIKELY(odd_after || unwatched))
+		rcu_nmi_exit_warn(unwatched, odd_after);
+}
+
+void rcu_nmi_exit(void)
+{
+	rcu_nmi_exit_cpu(os_cpu_id());
 }
 
 /*

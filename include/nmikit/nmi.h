@@ -229,6 +229,7 @@ extern bool nmi_lost_recovery;		/* run the lost-NMI probe (default on) */
  * dispatch could not examine a source: the reason lock was busy).
  */
 void nmi_probe_on_claimed(void);
+void nmi_probe_on_claimed_cpu(unsigned cpu);	/* cpu == os_cpu_id(): the dispatch's */
 void nmi_probe_request(void);
 bool nmi_probe_on_unclaimed(void);
 

@@ -37,6 +37,9 @@
  */
 void rcu_nmi_enter(void);
 void rcu_nmi_exit(void);
+/* The same for a caller that already has its CPU number (cpu == os_cpu_id()). */
+void rcu_nmi_enter_cpu(unsigned cpu);
+void rcu_nmi_exit_cpu(unsigned cpu);
 
 /*
  * Process level only, interrupts off: the CPU stops / starts being watched
