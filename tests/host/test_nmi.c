@@ -612,6 +612,19 @@ static void *cpu1_thread(void *arg)
 	return NULL;
 }
 
+/* "victim" registered, CPU 1 held inside an NMI by "blocks": its thread. */
+static pthread_t cpu1_held_in_nmi_with_victim_registered(void)
+{
+	pthread_t t;
+
+	CHECK_EQ(nmi_register(NMI_LOCAL, "blocks", h_blocks, 0), NMI_OK);
+	CHECK_EQ(nmi_register(NMI_LOCAL, "victim", h_a, 0), NMI_OK);
+	CHECK_EQ(pthread_create(&t, NULL, cpu1_thread, NULL), 0);
+	while (!atomic_load(&cpu1_inside))
+		sched_yield();
+	return t;
+}
+
 /* Let CPU 1 finish its NMI only after unregister has waited a while. */
 static void release_cpu1_after_50_relaxes(void)
 {
@@ -623,11 +636,7 @@ static void unregister_waits_for_cpu_inside_nmi(void)
 {
 	pthread_t t;
 
-	CHECK_EQ(nmi_register(NMI_LOCAL, "blocks", h_blocks, 0), NMI_OK);
-	CHECK_EQ(nmi_register(NMI_LOCAL, "victim", h_a, 0), NMI_OK);
-	CHECK_EQ(pthread_create(&t, NULL, cpu1_thread, NULL), 0);
-	while (!atomic_load(&cpu1_inside))
-		sched_yield();
+	t = cpu1_held_in_nmi_with_victim_registered();
 	CHECK(nmi_seq(1) & 1);
 
 	tos_relax_hook = release_cpu1_after_50_relaxes;
@@ -653,11 +662,7 @@ static void unregister_warns_when_a_cpu_stays_in_nmi(void)
 {
 	pthread_t t;
 
-	CHECK_EQ(nmi_register(NMI_LOCAL, "blocks", h_blocks, 0), NMI_OK);
-	CHECK_EQ(nmi_register(NMI_LOCAL, "victim", h_a, 0), NMI_OK);
-	CHECK_EQ(pthread_create(&t, NULL, cpu1_thread, NULL), 0);
-	while (!atomic_load(&cpu1_inside))
-		sched_yield();
+	t = cpu1_held_in_nmi_with_victim_registered();
 	tos_relax_hook = advance_and_release;
 	CHECK_EQ(nmi_unregister(NMI_LOCAL, "victim"), NMI_OK);
 	CHECK(tos_log_has("unregister of victim still waiting for CPU 1"));
