@@ -104,87 +104,121 @@ bool irq_work_queue(struct irq_work *w)
 }
 
 /*
+ * Drop BUSY after the callback, unless the item was queued again meanwhile
+ * (from any CPU, or from the callback itself): then it is busy again and
+ * BUSY stays.  A claim between our load and the compare-exchange makes the
+ * exchange fail, so BUSY is never dropped from a queued item.
+ */
+static inline void irq_work_drop_busy(struct irq_work *w)
+{
+	unsigned flags = atomic_load_explicit(&w->flags, memory_order_relaxed);
+
+	if (!(flags & IRQ_WORK_PENDING))
+		atomic_compare_exchange_strong_explicit(&w->flags, &flags, flags & ~IRQ_WORK_BUSY,
+							memory_order_release,
+							memory_order_relaxed);
+}
+
+/*
  * Run one item taken off a list.  Interrupt context, interrupts off.
  *
- * PENDING is dropped before the callback, so an event that happens while it
- * runs queues the item again (from any CPU, or from the callback itself) and
- * is not lost.  BUSY is dropped after, with a compare-exchange from exactly
- * the value we left: if the item was queued again meanwhile the exchange
- * fails and BUSY stays, as the item is busy again.
+ * PENDING is dropped before the callback (a seq_cst atomic AND, which pairs
+ * with the fence of irq_work_queue()'s fast path), so an event that happens
+ * while it runs queues the item again (from any CPU, or from the callback
+ * itself) and is not lost.  BUSY is dropped after (irq_work_drop_busy()).
  */
-static void irq_work_run_one(struct irq_work *w, unsigned cpu, struct irq_work_cpu *c)
+static inline void irq_work_call(struct irq_work *w, struct irq_work_cpu *c)
 {
-	unsigned flags, idle;
-	bool exclusive;
-
-	exclusive = atomic_load_explicit(&w->flags, memory_order_relaxed) & IRQ_WORK_EXCLUSIVE;
-	if (exclusive) {
-		unsigned nobody = 0;
-
-		if (!atomic_compare_exchange_strong_explicit(&w->runner, &nobody, cpu + 1,
-							     memory_order_acquire,
-							     memory_order_relaxed)) {
-			/* Running on another CPU: try again at our next tick. */
-			nk_atomic_inc(&c->deferred);
-			irq_work_push(&c->lazy, w);
-			return;
-		}
-	}
-
-	/* seq_cst: pairs with the fence of irq_work_queue()'s fast path. */
-	flags = atomic_fetch_and_explicit(&w->flags, ~IRQ_WORK_PENDING, memory_order_seq_cst);
-	flags &= ~IRQ_WORK_PENDING;
+	atomic_fetch_and_explicit(&w->flags, ~IRQ_WORK_PENDING, memory_order_seq_cst);
 	w->func(w);
 	nk_atomic_inc(&c->run);
+	irq_work_drop_busy(w);
+}
 
-	idle = flags & ~IRQ_WORK_BUSY;
-	atomic_compare_exchange_strong_explicit(&w->flags, &flags, idle,
-						memory_order_release, memory_order_relaxed);
-	if (exclusive)
-		atomic_store_explicit(&w->runner, 0, memory_order_release);
+/*
+ * An EXCLUSIVE item first claims its runner slot; if another CPU has it,
+ * the item goes on this CPU's lazy list, still PENDING, for our next tick.
+ */
+static __attribute__((noinline)) void irq_work_run_exclusive(struct irq_work *w,
+							     struct irq_work_cpu *c)
+{
+	unsigned nobody = 0, cpu = (unsigned)(c - irq_work_cpus);
+
+	if (!atomic_compare_exchange_strong_explicit(&w->runner, &nobody, cpu + 1,
+						     memory_order_acquire,
+						     memory_order_relaxed)) {
+		nk_atomic_inc(&c->deferred);
+		irq_work_push(&c->lazy, w);
+		return;
+	}
+	irq_work_call(w, c);
+	atomic_store_explicit(&w->runner, 0, memory_order_release);
+}
+
+static inline void irq_work_run_one(struct irq_work *w, struct irq_work_cpu *c)
+{
+	if (atomic_load_explicit(&w->flags, memory_order_relaxed) & IRQ_WORK_EXCLUSIVE)
+		irq_work_run_exclusive(w, c);
+	else
+		irq_work_call(w, c);
+}
+
+/*
+ * Run a list taken whole, `w` its newest item, in queueing order.  The
+ * usual case is a single item; longer lists are reversed first.
+ */
+static __attribute__((noinline)) void irq_work_run_taken(struct irq_work *w,
+							 struct irq_work_cpu *c)
+{
+	struct irq_work *next, *fifo = NULL;
+
+	if (w->next) {
+		/* Pushes made the list newest-first; reverse it. */
+		for (; w; w = next) {
+			next = w->next;
+			w->next = fifo;
+			fifo = w;
+		}
+		w = fifo;
+	}
+	for (; w; w = next) {
+		/* Read the link first: the callback may queue w again. */
+		next = w->next;
+		irq_work_run_one(w, c);
+	}
 }
 
 /* Take a whole list and run it in queueing order. */
-static void irq_work_run_list(_Atomic(struct irq_work *) *head, unsigned cpu,
-			      struct irq_work_cpu *c)
+static inline void irq_work_run_list(_Atomic(struct irq_work *) *head, struct irq_work_cpu *c)
 {
-	struct irq_work *w, *next, *fifo = NULL;
+	struct irq_work *w = atomic_exchange_explicit(head, NULL, memory_order_acquire);
 
-	w = atomic_exchange_explicit(head, NULL, memory_order_acquire);
-	if (!w)
-		return;
-	/* Pushes made the list newest-first; reverse it. */
-	for (; w; w = next) {
-		next = w->next;
-		w->next = fifo;
-		fifo = w;
-	}
-	for (w = fifo; w; w = next) {
-		/* Read the link first: the callback may queue w again. */
-		next = w->next;
-		irq_work_run_one(w, cpu, c);
-	}
+	if (w)
+		irq_work_run_taken(w, c);
 }
 
+/*
+ * Interrupts are disabled here as well, though the IPI handler calling us
+ * has them off already: callbacks always run with interrupts off, whoever
+ * calls.
+ */
 void irq_work_run(void)
 {
 	os_irqflags_t irq = os_local_irq_save();
-	unsigned cpu = os_cpu_id();
-	struct irq_work_cpu *c = &irq_work_cpus[cpu];
+	struct irq_work_cpu *c = &irq_work_cpus[os_cpu_id()];
 
-	irq_work_run_list(&c->raised, cpu, c);
+	irq_work_run_list(&c->raised, c);
 	os_local_irq_restore(irq);
 }
 
 void irq_work_tick(void)
 {
 	os_irqflags_t irq = os_local_irq_save();
-	unsigned cpu = os_cpu_id();
-	struct irq_work_cpu *c = &irq_work_cpus[cpu];
+	struct irq_work_cpu *c = &irq_work_cpus[os_cpu_id()];
 
 	/* Also the immediate list, in case the port has no working self-IPI. */
-	irq_work_run_list(&c->raised, cpu, c);
-	irq_work_run_list(&c->lazy, cpu, c);
+	irq_work_run_list(&c->raised, c);
+	irq_work_run_list(&c->lazy, c);
 	os_local_irq_restore(irq);
 }
 
