@@ -7,9 +7,13 @@
  * release store after its name and flags, and read with an acquire load.
  * Writers (register, unregister, alloc) claim a vector's state with a
  * compare-exchange, so two of them cannot both get it.
+ *
+ * Also here: irq_send_self_ipi(), the fixed-vector self IPI that the
+ * irq_work raise uses, sent with the "self" shorthand straight to the ICR.
  */
 #include <kernel/irq.h>
 #include <kernel/shell.h>
+#include <arch/apic.h>
 #include <arch/cpu.h>
 #include <arch/percpu.h>
 #include <arch/regs.h>
@@ -99,11 +103,22 @@ void irq_set_exit_hook(void (*hook)(struct regs *r))
 	atomic_store(&irq_exit_hook, hook);
 }
 
+/*
+ * One more on a counter that only this CPU writes.  A single read-modify-
+ * write instruction without LOCK: an interrupt or NMI lands before or after
+ * it, never inside, so a nested event's own increment is never lost, and
+ * no other CPU writes the counter (readers on other CPUs load it whole).
+ */
+static inline void count_this_cpu(uint64_t *c)
+{
+	__asm__ volatile("incq %0" : "+m"(*c));
+}
+
 /* NMI-safe: yes (see irq.h). */
 void irq_account(unsigned cpu, unsigned vector)
 {
 	if (cpu < MAX_CPUS && vector < IRQ_VECTORS)
-		irq_counts[cpu][vector]++;
+		count_this_cpu(&irq_counts[cpu][vector]);
 }
 
 /* NMI-safe: yes. */
@@ -145,43 +160,140 @@ static void irq_unexpected(unsigned vector, unsigned cpu)
 			"later ones are only counted", vector, cpu);
 }
 
-void irq_exit_check(struct regs *r)
+/* This CPU's need_resched, read straight through the GS base. */
+static inline uint64_t this_cpu_need_resched(void)
+{
+	uint64_t v;
+
+	__asm__ volatile("movq %%gs:%c1, %0" : "=r"(v)
+			 : "i"(__builtin_offsetof(struct percpu, need_resched)));
+	return v;
+}
+
+/*
+ * The end of an IRQ or exception whose handlers have all returned on this
+ * CPU (no outer IRQ handler is still running below it), once need_resched
+ * was found set.  The hook is asked only then: it has nothing else to do,
+ * and the common exit stays one load.  need_resched set by another CPU
+ * just after the look is not lost: the setter sends a resched IPI, which
+ * arrives after our IRETQ and comes through here again.
+ */
+static __attribute__((noinline)) void irq_exit_resched(struct regs *r)
 {
 	void (*hook)(struct regs *) = atomic_load_explicit(&irq_exit_hook, memory_order_acquire);
-	struct percpu *p;
+	struct percpu *p = this_cpu();
 
-	if (!hook)
-		return;
-	p = this_cpu();
-	if (irq_depth[p->cpu] != 0)
-		return;		/* still inside an outer IRQ handler on this CPU */
-	if (regs_from_user(r) || ((r->rflags & RFLAGS_IF) && p->preempt_count == 0))
+	if (hook && (regs_from_user(r) || ((r->rflags & RFLAGS_IF) && p->preempt_count == 0)))
 		hook(r);
 }
 
-/* Called by entry.S for vectors 32-255, interrupts disabled. */
+void irq_exit_check(struct regs *r)
+{
+	if (irq_depth[this_cpu_id()] == 0 && this_cpu_need_resched())
+		irq_exit_resched(r);
+}
+
+/* The EOI for the in-service vector, once the APIC code has set how. */
+static inline void irq_eoi(void)
+{
+	void (*eoi)(void) = atomic_load_explicit(&irq_eoi_fn, memory_order_acquire);
+
+	if (eoi)
+		eoi();
+}
+
+/*
+ * Called by entry.S for vectors 32-255, interrupts disabled.
+ *
+ * The CPU number comes from the percpu area, so it is below MAX_CPUS by
+ * construction (percpu_area has MAX_CPUS entries) and the counter needs no
+ * bound check; the vector is one byte.  Only this CPU writes its row of
+ * irq_counts and its irq_depth.  The flags are read with the handler: the
+ * acquire load of fn orders them, as it orders the name.
+ */
 void irq_dispatch(struct regs *r)
 {
-	unsigned vector = (unsigned)r->vector & (IRQ_VECTORS - 1);
+	unsigned vector = (uint8_t)r->vector;
 	unsigned cpu = this_cpu_id();
-	struct irq_desc *d = &irq_table[vector];
+	const struct irq_desc *d = &irq_table[vector];
 	irq_handler_fn fn = atomic_load_explicit(&d->fn, memory_order_acquire);
-	void (*eoi)(void);
 
-	irq_account(cpu, vector);
+	count_this_cpu(&irq_counts[cpu][vector]);
 	irq_depth[cpu]++;
-	if (fn)
+	if (__builtin_expect(fn != NULL, 1)) {
+		bool eoi = !(d->flags & IRQ_NO_EOI);
+
 		fn(r);
-	else
-		irq_unexpected(vector, cpu);
-	/* An unregistered vector still had its ISR bit set by the APIC: EOI it too. */
-	if (!fn || !(d->flags & IRQ_NO_EOI)) {
-		eoi = atomic_load_explicit(&irq_eoi_fn, memory_order_acquire);
 		if (eoi)
-			eoi();
+			irq_eoi();
+	} else {
+		irq_unexpected(vector, cpu);
+		/* An unregistered vector still had its ISR bit set by the APIC. */
+		irq_eoi();
 	}
-	irq_depth[cpu]--;
-	irq_exit_check(r);
+	if (--irq_depth[cpu] == 0 && this_cpu_need_resched())
+		irq_exit_resched(r);
+}
+
+/*
+ * The ICR's delivery-status bit, waited for within the same bound as
+ * lapic.c's senders (a stuck APIC becomes a counted timeout, not a hang).
+ * On hardware it clears within a microsecond or two; QEMU never sets it.
+ */
+#define SELF_IPI_WAIT_LOOPS	100000
+
+static void self_ipi_wait_idle(void)
+{
+	for (unsigned i = 0; lapic_read(LAPIC_ICR_LOW) & ICR_BUSY; i++) {
+		if (i == SELF_IPI_WAIT_LOOPS) {
+			__atomic_fetch_add(&lapic_stats.icr_timeouts, 1, __ATOMIC_RELAXED);
+			return;
+		}
+		cpu_relax();
+	}
+}
+
+static inline bool icr_busy(void)
+{
+	return __builtin_expect(lapic_read(LAPIC_ICR_LOW) & ICR_BUSY, 0);
+}
+
+/* irq_send_self_ipi() when the previous send has not left yet. */
+static __attribute__((noinline)) void self_ipi_send_after_wait(uint32_t low)
+{
+	self_ipi_wait_idle();
+	lapic_write(LAPIC_ICR_LOW, low);
+	self_ipi_wait_idle();
+}
+
+/*
+ * NMI-safe: yes (no lock, bounded waits, MMIO only).  Any context.
+ *
+ * The same rules as lapic.c's icr_send(), which every other sender uses:
+ * wait until the previous send has left before writing ICR-low, and return
+ * only once our own send has left, so that a send we interrupted (as an NMI
+ * or an IRQ) finds the ICR as idle as it left it.  Unlike a destination
+ * send this one never touches ICR-high, which the "self" shorthand ignores:
+ * there is no two-register window for an NMI to land in, so ICR-high need
+ * not be saved and restored, and interrupts need not be disabled (an IRQ
+ * handler that sends between our check and our write returns with its own
+ * send gone).  Before the APIC is set up lapic_base is 0 and nothing is
+ * sent, as with lapic.c's senders.  The waits are out of line: the usual
+ * case is one read before and one after.
+ */
+void irq_send_self_ipi(unsigned vector)
+{
+	uint32_t low = ICR_SH_SELF | ICR_DM_FIXED | (vector & 0xff);
+
+	if (!lapic_base)
+		return;
+	if (icr_busy()) {
+		self_ipi_send_after_wait(low);
+		return;
+	}
+	lapic_write(LAPIC_ICR_LOW, low);
+	if (icr_busy())
+		self_ipi_wait_idle();
 }
 
 void irq_print_table(nk_write_fn *write, void *arg)

@@ -10,6 +10,7 @@
 #include <arch/percpu.h>
 #include <arch/serial.h>
 #include <arch/tsc.h>
+#include <kernel/irq.h>
 #include <kernel/panic.h>
 #include <kernel/sched.h>
 
@@ -40,7 +41,7 @@ void os_send_nmi(unsigned cpu)
 
 void os_send_nmi_self(void) { lapic_send_nmi(this_cpu()->apic_id); }
 void os_send_nmi_allbutself(void) { lapic_send_nmi_allbutself(); }
-void os_irq_work_raise(void) { lapic_send_self_ipi(irq_work_vector); }
+void os_irq_work_raise(void) { irq_send_self_ipi(irq_work_vector); }
 
 void os_console_write(const char *buf, size_t len) { serial_write(buf, len); }
 

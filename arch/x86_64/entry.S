@@ -9,7 +9,8 @@
  * and call C with a pointer to it:
  *
  *   exception_entry -> trap_handle()           ordinary exceptions
- *   irq_entry       -> irq_dispatch()          vectors 32-255
+ *   irq_entry       -> irq_dispatch()          vectors 32-255 (its own
+ *                                              copy of the ordinary path)
  *   paranoid_entry  -> trap_handle_paranoid()  #DB, #MC, #DF (IST stacks)
  *                      (a #DB or #MC from ring 3 moves to the task's kernel
  *                      stack and takes the exception_entry path instead)
@@ -91,9 +92,47 @@
 exception_entry:
 	ORDINARY_ENTRY trap_handle, exception_entry_gs_ready
 
+/*
+ * The IRQ path: the same struct regs, frame record and GS rule as the
+ * ordinary path, built with pushes and with one ring test on the way in
+ * deciding both SWAPGS and the frame record.  Interrupts stay off
+ * throughout (interrupt gates).  The way out tests the frame's CS again
+ * rather than trusting the way in: SWAPGS must match the ring IRETQ
+ * actually returns to, whatever a handler did to the frame.
+ */
 	.globl	irq_entry
 irq_entry:
-	ORDINARY_ENTRY irq_dispatch, irq_entry_gs_ready
+	cld
+	testb	$3, REGS_CS - REGS_VECTOR(%rsp)
+	jnz	irq_from_user
+	PUSH_GPRS			/* %rsp = struct regs */
+	movq	%rsp, %rdi
+	pushq	REGS_RIP(%rdi)		/* frame record {interrupted RBP, RIP} */
+	pushq	%rbp
+	movq	%rsp, %rbp
+	call	irq_dispatch
+irq_exit:
+	addq	$16, %rsp		/* the frame record */
+	POP_GPRS
+	testb	$3, REGS_CS - REGS_VECTOR(%rsp)
+	jnz	irq_to_user
+	addq	$16, %rsp		/* vector and error code */
+	iretq
+irq_to_user:
+	swapgs				/* back to the user's GS base */
+	addq	$16, %rsp
+	iretq
+
+/* From ring 3: the kernel's GS base, and a {0, 0} record ends backtraces. */
+irq_from_user:
+	swapgs
+	PUSH_GPRS
+	movq	%rsp, %rdi
+	pushq	$0
+	pushq	$0
+	movq	%rsp, %rbp
+	call	irq_dispatch
+	jmp	irq_exit
 
 /*
  * #DB, #MC and #DF: always on their own IST stack, so the hardware frame

@@ -71,11 +71,11 @@ void irq_set_eoi(void (*eoi)(void));
 
 /*
  * The scheduler's preemption point: called at the end of an IRQ or of a
- * handled (non-IST) exception, when the interrupted context may be
- * preempted: it was user mode, or kernel mode with interrupts enabled,
- * preempt_count == 0 and no IRQ handler below it on this CPU.  Called with
- * interrupts disabled, on the interrupted task's kernel stack.  NULL (no
- * call) until set.
+ * handled (non-IST) exception, when this CPU's need_resched is set and the
+ * interrupted context may be preempted: it was user mode, or kernel mode
+ * with interrupts enabled, preempt_count == 0 and no IRQ handler below it
+ * on this CPU.  Called with interrupts disabled, on the interrupted task's
+ * kernel stack.  NULL (no call) until set.
  */
 void irq_set_exit_hook(void (*hook)(struct regs *r));
 
@@ -94,6 +94,13 @@ void irq_exit_check(struct regs *r);
  * between the load and the store could make one increment go missing).
  */
 void irq_account(unsigned cpu, unsigned vector);
+
+/*
+ * A fixed-mode interrupt on `vector` to the calling CPU, with the "self"
+ * shorthand (the irq_work raise).  NMI-safe: yes; any context.  Nothing is
+ * sent before the local APIC is set up.
+ */
+void irq_send_self_ipi(unsigned vector);
 
 /* True while this CPU runs an IRQ handler.  NMI-safe: yes. */
 bool in_irq(void);
