@@ -24,6 +24,17 @@
  * checks conservation, liveness (every CPU keeps handling NMIs), that no
  * handler runs after nmi_unregister() returned, stack canaries, and that
  * nothing was logged at warning level or worse.
+ *
+ * Two things may run beside it.  storm_mce=1: the scenario injects machine
+ * checks (QEMU's HMP mce) into storm CPUs, so #MCs land in NMI handlers and
+ * in the NMI entry; every one must be recovered (none fatal), and their
+ * "mce: [Hardware Error]" records are the only errors allowed.
+ * storm_watchdog=1: the HPET NMI watchdog runs (nmi_watchdog=1
+ * watchdog_source=hpet): it must really be that source, its NMI must have
+ * reached every storm CPU (the rotation), and it must report no lockup.  Its
+ * NMIs find no storm event pending, so each may show as one "let go" storm
+ * NMI or one use of credit; "let go" is then bounded by the watchdog NMIs
+ * that CPU took, instead of being zero.
  */
 #include <stdatomic.h>
 #include <arch/cpu.h>
@@ -31,7 +42,9 @@
 #include <arch/percpu.h>
 #include <kernel/hostile.h>
 #include <kernel/ktest.h>
+#include <arch/mce.h>
 #include <kernel/sched.h>
+#include <kernel/watchdog.h>
 #include <nmikit/format.h>
 #include <nmikit/log.h>
 #include <nmikit/nmi.h>
@@ -324,6 +337,13 @@ static bool storm_external_nmis;
 NK_PARAM_BOOL("storm_external_nmis", storm_external_nmis,
 	      "storm.all_to_all: NMIs also come from outside (QMP inject-nmi); count unknown NMIs instead of failing");
 
+static bool storm_mce;
+NK_PARAM_BOOL("storm_mce", storm_mce,
+	      "storm.all_to_all: machine checks are injected (QEMU mce); all must be recovered, their logs are allowed");
+static bool storm_watchdog;
+NK_PARAM_BOOL("storm_watchdog", storm_watchdog,
+	      "storm.all_to_all: the HPET NMI watchdog must run through the storm, reach every CPU, report nothing");
+
 static bool contains(const char *hay, const char *needle)
 {
 	size_t n = strlen(needle);
@@ -401,13 +421,18 @@ static void churn_thread(void *arg)
  * catch a CPU that really stops.  The unknown-NMI report is allowed when
  * NMIs come from outside.
  */
-static unsigned warnings_since(uint64_t seq, bool allow_unknown, unsigned *timing)
+static unsigned warnings_since(uint64_t seq, bool allow_unknown, unsigned *timing, unsigned *mce)
 {
 	static struct nk_log_record rec;	/* only the test runner uses it */
 	unsigned n = 0;
 	while (nk_log_read(&seq, &rec)) {
 		if (rec.level > NK_LOG_WARNING)
 			continue;
+		/* Recovered machine checks log at error level; a fatal one never gets here. */
+		if (storm_mce && strncmp(rec.text, "mce: [Hardware Error]: ", 23) == 0) {
+			(*mce)++;
+			continue;
+		}
 		if (allow_unknown && (strncmp(rec.text, "Uhhuh. NMI received", 19) == 0 ||
 				      strncmp(rec.text, "Dazed and confused", 18) == 0))
 			continue;
@@ -444,6 +469,22 @@ KTEST(storm, all_to_all)
 	for (unsigned c = 0; c < ncpus; c++) {
 		nmi_get_cpu_stats(c, &before[c]);
 		nested0[c] = cpu_data(c)->nmi_asm_nested;
+	}
+	/* Machine checks and the watchdog, if they take part (static: large). */
+	static struct mce_cpu_stats mce0[STORM_MAX_CPUS];
+	static struct watchdog_cpu_stats wd0[STORM_MAX_CPUS];
+	for (unsigned c = 0; c < ncpus; c++) {
+		mce_get_stats(c, &mce0[c]);
+		watchdog_get_stats(c, &wd0[c]);
+	}
+	const struct wd_source *wd_src = watchdog_source();
+	uint64_t wd_claims0 = wd_src && wd_src->unknown_claims ? wd_src->unknown_claims() : 0;
+	uint64_t hard0 = watchdog_total_hard_lockups(), soft0 = watchdog_total_soft_lockups();
+	if (storm_watchdog) {
+		kt_diag("watchdog: %s, source %s, threshold %u s", watchdog_running() ? "running" : "STOPPED",
+			watchdog_source_name(), watchdog_thresh_s());
+		KT_ASSERT_TRUE(watchdog_running());
+		KT_ASSERT_STREQ(watchdog_source_name(), "hpet");
 	}
 	uint64_t seq = nk_log_next_seq();
 
@@ -525,7 +566,9 @@ KTEST(storm, all_to_all)
 
 	uint64_t sent = 0, claimed = 0, calls = 0, late = 0, foreign = 0, collapsed = 0;
 	uint64_t unknown = 0, mismatched = 0, nested = 0, latched = 0;
-	unsigned canaries = 0;
+	uint64_t wd_nmis = 0, foreign_beyond_wd = 0;
+	unsigned canaries = 0, wd_missed = 0;
+	struct mce_cpu_stats mce_sum = { 0 };
 	for (unsigned c = 0; c < ncpus; c++) {
 		if (!in_mask(mask, c))
 			continue;
@@ -551,6 +594,31 @@ KTEST(storm, all_to_all)
 		latched += after[c].latched - before[c].latched;
 		canaries += (unsigned)stacks_check_canaries(c);
 		KT_EXPECT_GT(t.calls, 0);	/* every CPU took NMIs */
+
+		struct mce_cpu_stats m;
+		mce_get_stats(c, &m);
+		mce_sum.events += m.events - mce0[c].events;
+		mce_sum.recovered += m.recovered - mce0[c].recovered;
+		mce_sum.fatal += m.fatal - mce0[c].fatal;
+		mce_sum.in_nmi += m.in_nmi - mce0[c].in_nmi;
+		mce_sum.no_iret += m.no_iret - mce0[c].no_iret;
+		if (storm_mce && m.events != mce0[c].events)
+			kt_diag("cpu %u: %lu machine checks, %lu recovered, %lu in NMI context, %lu resumed without IRET",
+				c, (unsigned long)(m.events - mce0[c].events),
+				(unsigned long)(m.recovered - mce0[c].recovered),
+				(unsigned long)(m.in_nmi - mce0[c].in_nmi),
+				(unsigned long)(m.no_iret - mce0[c].no_iret));
+		if (storm_watchdog) {
+			struct watchdog_cpu_stats w;
+			watchdog_get_stats(c, &w);
+			uint64_t n = w.nmis - wd0[c].nmis, checks = w.checks - wd0[c].checks;
+			kt_diag("cpu %u: watchdog NMIs %lu, checks %lu, late %lu, longest evidence %lu ms",
+				c, (unsigned long)n, (unsigned long)checks,
+				(unsigned long)(w.late - wd0[c].late), (unsigned long)(w.max_stale_ns / 1000000));
+			wd_nmis += n;
+			wd_missed += n == 0 || checks == 0;
+			foreign_beyond_wd += t.foreign > n ? t.foreign - n : 0;
+		}
 	}
 	uint64_t churn_calls = 0;
 	for (unsigned i = 0; i < CHURN_HANDLERS; i++)
@@ -582,13 +650,41 @@ KTEST(storm, all_to_all)
 	KT_EXPECT_EQ(churn.errors, 0);
 	KT_EXPECT_GT(churn.cycles, 0);
 	KT_EXPECT_GT(churn_calls, 0);
+	/* The watchdog's own strays, claimed on the unknown chain, are counted unknown there. */
+	uint64_t wd_claims = wd_src && wd_src->unknown_claims ? wd_src->unknown_claims() - wd_claims0 : 0;
 	if (!storm_external_nmis) {
-		KT_EXPECT_EQ(unknown, 0);
-		KT_EXPECT_EQ(foreign, 0);
+		KT_EXPECT_EQ(unknown - wd_claims, 0);
+		if (storm_watchdog)
+			KT_EXPECT_EQ(foreign_beyond_wd, 0);	/* let go: only watchdog NMIs */
+		else
+			KT_EXPECT_EQ(foreign, 0);
 	} else {
 		KT_EXPECT_GT(unknown_after, 0);
 	}
-	unsigned timing = 0;
-	KT_EXPECT_EQ(warnings_since(seq, storm_external_nmis, &timing), 0);
+	if (storm_watchdog) {
+		uint64_t hard = watchdog_total_hard_lockups() - hard0;
+		uint64_t soft = watchdog_total_soft_lockups() - soft0;
+		kt_diag("watchdog (%s): %lu NMIs on %u CPUs, %lu claimed on the unknown chain; "
+			"lockups reported: %lu hard, %lu soft", watchdog_source_name(),
+			(unsigned long)wd_nmis, online, (unsigned long)wd_claims,
+			(unsigned long)hard, (unsigned long)soft);
+		KT_EXPECT_TRUE(watchdog_running());
+		KT_EXPECT_EQ(wd_missed, 0u);		/* the rotation reached every CPU */
+		KT_EXPECT_EQ(hard, 0ul);
+		KT_EXPECT_EQ(soft, 0ul);
+	}
+	if (storm_mce) {
+		kt_diag("machine checks: %lu taken, %lu recovered, %lu fatal, %lu in NMI context, "
+			"%lu resumed without IRET", (unsigned long)mce_sum.events,
+			(unsigned long)mce_sum.recovered, (unsigned long)mce_sum.fatal,
+			(unsigned long)mce_sum.in_nmi, (unsigned long)mce_sum.no_iret);
+		KT_EXPECT_GT(mce_sum.events, 0ul);
+		KT_EXPECT_EQ(mce_sum.recovered, mce_sum.events);
+		KT_EXPECT_EQ(mce_sum.fatal, 0ul);
+	}
+	unsigned timing = 0, mce_lines = 0;
+	KT_EXPECT_EQ(warnings_since(seq, storm_external_nmis, &timing, &mce_lines), 0);
 	kt_diag("timing warnings (slow handler, unregister waiting): %u", timing);
+	if (storm_mce)
+		KT_EXPECT_GT(mce_lines, 0u);
 }
