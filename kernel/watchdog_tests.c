@@ -48,23 +48,37 @@ static inline void busy_work(void)
 		;
 }
 
-__attribute__((noinline)) void watchdog_test_spin_irqs_off(struct wd_spin *s)
+/* Busy work with PAUSE for `ns`: the CPU stays busy and virtual time moves. */
+static void busy_for_ns(uint64_t ns)
 {
-	uint64_t before, last_touch;
+	for (uint64_t t = tsc_ns(); tsc_ns() - t < ns;) {
+		busy_work();
+		cpu_relax();
+	}
+}
 
-	s->cpu = this_cpu_id();
-	before = lockups_of(s->cpu, true);
-	irq_disable();
+/*
+ * The loop of a deliberate lockup, inlined into each named spinner below so
+ * that the report's RIP and backtrace name that function (scenarios and
+ * tests look for it).  `hard` picks the lockup counted and the touch used.
+ */
+static inline __attribute__((always_inline)) void spin_until_done(struct wd_spin *s, bool hard)
+{
+	uint64_t before = lockups_of(s->cpu, hard), last_touch;
+
 	s->t_start = last_touch = tsc_ns();
 	for (;;) {
 		busy_work();
 		cpu_relax();
 		uint64_t now = tsc_ns();
 		if (s->touch_every_ns && now - last_touch >= s->touch_every_ns) {
-			touch_nmi_watchdog();
+			if (hard)
+				touch_nmi_watchdog();
+			else
+				touch_softlockup_watchdog();
 			last_touch = now;
 		}
-		if (s->until_detected && lockups_of(s->cpu, true) != before) {
+		if (s->until_detected && lockups_of(s->cpu, hard) != before) {
 			s->detected = true;
 			break;
 		}
@@ -72,33 +86,21 @@ __attribute__((noinline)) void watchdog_test_spin_irqs_off(struct wd_spin *s)
 			break;
 	}
 	s->t_end = tsc_ns();
+}
+
+__attribute__((noinline)) void watchdog_test_spin_irqs_off(struct wd_spin *s)
+{
+	s->cpu = this_cpu_id();
+	irq_disable();
+	spin_until_done(s, true);
 	irq_enable();
 }
 
 __attribute__((noinline)) void watchdog_test_spin_preempt_off(struct wd_spin *s)
 {
-	uint64_t before, last_touch;
-
 	s->cpu = this_cpu_id();
-	before = lockups_of(s->cpu, false);
 	preempt_disable();
-	s->t_start = last_touch = tsc_ns();
-	for (;;) {
-		busy_work();
-		cpu_relax();
-		uint64_t now = tsc_ns();
-		if (s->touch_every_ns && now - last_touch >= s->touch_every_ns) {
-			touch_softlockup_watchdog();
-			last_touch = now;
-		}
-		if (s->until_detected && lockups_of(s->cpu, false) != before) {
-			s->detected = true;
-			break;
-		}
-		if (now - s->t_start >= s->max_ns)
-			break;
-	}
-	s->t_end = tsc_ns();
+	spin_until_done(s, false);
 	preempt_enable();
 }
 
@@ -487,18 +489,9 @@ static int stuck_handler(unsigned type, struct nmi_frame *f)
 		return NMI_DONE;
 	atomic_store(&stuck_cpu, -1);
 	atomic_store(&stuck_in, true);
-	for (uint64_t t = tsc_ns(); tsc_ns() - t < 300 * MS;) {
-		busy_work();
-		cpu_relax();
-	}
+	busy_for_ns(300 * MS);
 	atomic_store(&stuck_in, false);
 	return NMI_HANDLED;
-}
-
-static void spin_touching(void *arg)
-{
-	struct wd_spin *s = arg;
-	watchdog_test_spin_irqs_off(s);
 }
 
 KTEST(watchdog, all_cpu_backtrace)
@@ -510,7 +503,7 @@ KTEST(watchdog, all_cpu_backtrace)
 	/* Every CPU answers; the one spinning with interrupts off shows where. */
 	struct task *t = NULL;
 	if (spin_cpu) {
-		t = task_create_kernel("wd-bt-spin", spin_touching, &s, (int)spin_cpu);
+		t = task_create_kernel("wd-bt-spin", spin_hard_task, &s, (int)spin_cpu);
 		KT_ASSERT_NOT_NULL(t);
 		sleep_ms(100);
 	}
@@ -581,10 +574,7 @@ static int hold_handler(unsigned type, struct nmi_frame *f)
 	if (this_cpu_id() >= 64 || !(atomic_fetch_and(&hold_mask, ~bit) & bit))
 		return NMI_DONE;
 	atomic_fetch_add(&held, 1);
-	for (uint64_t t = tsc_ns(); tsc_ns() - t < 150 * MS;) {
-		busy_work();
-		cpu_relax();
-	}
+	busy_for_ns(150 * MS);
 	atomic_fetch_sub(&held, 1);
 	return NMI_HANDLED;
 }
@@ -625,16 +615,6 @@ KTEST(watchdog, hpet_flush_catches_nmi_in_flight)
 
 static struct wd_spin shell_spin;
 
-static void shell_spin_task(void *arg)
-{
-	bool hard = arg != NULL;
-
-	if (hard)
-		watchdog_test_spin_irqs_off(&shell_spin);
-	else
-		watchdog_test_spin_preempt_off(&shell_spin);
-}
-
 static int cmd_lockup(int argc, char **argv)
 {
 	uint64_t cpu, secs = 0;
@@ -648,8 +628,8 @@ static int cmd_lockup(int argc, char **argv)
 	if (!secs)
 		secs = (uint64_t)(hard ? 2 : 3) * watchdog_thresh_s() + 1;
 	shell_spin = (struct wd_spin){ .max_ns = secs * S };
-	struct task *t = task_create_kernel("wd-lockup", shell_spin_task, hard ? (void *)1 : NULL,
-					    (int)cpu);
+	struct task *t = task_create_kernel("wd-lockup", hard ? spin_hard_task : spin_soft_task,
+					    &shell_spin, (int)cpu);
 	if (!t) {
 		shell_printf("lockup: cannot start a task on CPU %llu\n", (unsigned long long)cpu);
 		return 1;
