@@ -126,6 +126,24 @@ static int ctx_mismatches(const struct nmi_test_ctx *c)
 	return bad;
 }
 
+/*
+ * Run the register-checking context, which sends one counted self-NMI from
+ * inside its window (its ICR low write; the high half is set here).
+ * wrong_gs: run it with the user GS base loaded, as kernel code between two
+ * SWAPGSes does; the entry must SWAPGS.
+ */
+static void run_ctx_with_self_nmi(struct nmi_test_ctx *ctx, bool wrong_gs)
+{
+	fill_ctx(ctx);
+	lapic_write(LAPIC_ICR_HIGH, this_cpu()->apic_id << ICR_DEST_SHIFT);
+	atomic_fetch_add(&test_pending, 1);
+	if (wrong_gs)
+		__asm__ volatile("swapgs" ::: "memory");
+	nmi_test_ctx_run(ctx);
+	if (wrong_gs)
+		__asm__ volatile("swapgs" ::: "memory");
+}
+
 /* Bounded by time (50 ms), and using no per-CPU data: GS may be swapped. */
 static bool wait_claimed(unsigned long want)
 {
@@ -199,18 +217,7 @@ static struct case_result run_boundary(uint64_t addr, unsigned variant)
 		bp_addr = addr;
 	}
 
-	fill_ctx(&ctx);
-	lapic_write(LAPIC_ICR_HIGH, pc->apic_id << ICR_DEST_SHIFT);
-	atomic_fetch_add(&test_pending, 1);
-	/*
-	 * wrong_gs: run the interrupted context with the user GS base loaded,
-	 * as kernel code between two SWAPGSes does; the entry must SWAPGS.
-	 */
-	if (wrong_gs)
-		__asm__ volatile("swapgs" ::: "memory");
-	nmi_test_ctx_run(&ctx);
-	if (wrong_gs)
-		__asm__ volatile("swapgs" ::: "memory");
+	run_ctx_with_self_nmi(&ctx, wrong_gs);
 	/*
 	 * The nested NMI is sent from inside the first NMI, so by the time the
 	 * context has returned the breakpoint has fired or never will.
@@ -339,10 +346,7 @@ KTEST(nmi, self_nmi_round_trip_restores_context)
 	KT_ASSERT_TRUE(install_test_handlers());
 	uint64_t flags = irq_save();
 	atomic_store(&test_claimed, 0);
-	fill_ctx(&ctx);
-	lapic_write(LAPIC_ICR_HIGH, this_cpu()->apic_id << ICR_DEST_SHIFT);
-	atomic_fetch_add(&test_pending, 1);
-	nmi_test_ctx_run(&ctx);
+	run_ctx_with_self_nmi(&ctx, false);
 	bool arrived = wait_claimed(1);
 	remove_test_handlers();
 	irq_restore(flags);
