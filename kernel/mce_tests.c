@@ -415,27 +415,187 @@ KTEST(mce, in_nmi_handler_without_iret_nmis_stay_blocked)
 
 /*
  * Which way back mce_leave() picks: without IRET for every address of the
- * NMI entry code (the prologue above all), by IRET elsewhere; with a GS base
- * the entry had to rewrite, no way at all inside the frame-copy windows.
+ * NMI entry code (the prologue above all), ending with a SWAPGS when the
+ * interrupted code ran on the user's GS base; by IRET elsewhere.  With a GS
+ * base one SWAPGS cannot restore (no kernel code makes one), IRET outside
+ * the frame-copy windows and no way at all inside them.
  */
 KTEST(mce, resume_mode_by_address)
 {
 	unsigned prologue = 0, wrong = 0;
 	for (uint64_t a = (uint64_t)asm_nmi; a < (uint64_t)nmi_prologue_end; a++) {
 		prologue++;
-		wrong += mce_resume_mode(a, false) != MCE_RESUME_NO_IRET;
-		wrong += mce_resume_mode(a, true) != MCE_RESUME_IMPOSSIBLE;
+		wrong += mce_resume_mode(a, MCE_GS_PERCPU) != MCE_RESUME_NO_IRET;
+		wrong += mce_resume_mode(a, MCE_GS_USER) != MCE_RESUME_NO_IRET_SWAPGS;
+		wrong += mce_resume_mode(a, MCE_GS_OTHER) != MCE_RESUME_IMPOSSIBLE;
 	}
 	kt_diag("NMI prologue: %u addresses, %u wrong choices", prologue, wrong);
 	KT_EXPECT_GT(prologue, 0u);
 	KT_EXPECT_EQ(wrong, 0u);
-	KT_EXPECT_EQ(mce_resume_mode((uint64_t)repeat_nmi, false), MCE_RESUME_NO_IRET);
-	KT_EXPECT_EQ(mce_resume_mode((uint64_t)repeat_nmi, true), MCE_RESUME_IRET);
-	KT_EXPECT_EQ(mce_resume_mode((uint64_t)nmi_final_iret, false), MCE_RESUME_NO_IRET);
-	KT_EXPECT_EQ(mce_resume_mode((uint64_t)nmi_final_iret, true), MCE_RESUME_IRET);
-	KT_EXPECT_EQ(mce_resume_mode((uint64_t)nmi_final_iret + 2, true), MCE_RESUME_IMPOSSIBLE);
-	KT_EXPECT_EQ(mce_resume_mode((uint64_t)do_nmi, false), MCE_RESUME_IRET);
-	KT_EXPECT_EQ(mce_resume_mode((uint64_t)mce_test_int18_regs, true), MCE_RESUME_IRET);
+	KT_EXPECT_EQ(mce_resume_mode((uint64_t)repeat_nmi, MCE_GS_PERCPU), MCE_RESUME_NO_IRET);
+	KT_EXPECT_EQ(mce_resume_mode((uint64_t)repeat_nmi, MCE_GS_USER), MCE_RESUME_NO_IRET_SWAPGS);
+	KT_EXPECT_EQ(mce_resume_mode((uint64_t)repeat_nmi, MCE_GS_OTHER), MCE_RESUME_IRET);
+	KT_EXPECT_EQ(mce_resume_mode((uint64_t)nmi_final_iret, MCE_GS_PERCPU), MCE_RESUME_NO_IRET);
+	KT_EXPECT_EQ(mce_resume_mode((uint64_t)nmi_final_iret, MCE_GS_OTHER), MCE_RESUME_IRET);
+	/* nmi_from_user's SWAPGS: the ring-3 NMI's frame is not copied yet. */
+	KT_EXPECT_EQ(mce_resume_mode((uint64_t)nmi_final_iret + 2, MCE_GS_USER), MCE_RESUME_NO_IRET_SWAPGS);
+	KT_EXPECT_EQ(mce_resume_mode((uint64_t)nmi_final_iret + 2, MCE_GS_OTHER), MCE_RESUME_IMPOSSIBLE);
+	KT_EXPECT_EQ(mce_resume_mode((uint64_t)do_nmi, MCE_GS_PERCPU), MCE_RESUME_IRET);
+	KT_EXPECT_EQ(mce_resume_mode((uint64_t)mce_test_int18_regs, MCE_GS_USER), MCE_RESUME_IRET);
+}
+
+/* --- an #MC in the NMI prologue while the user's GS base is loaded --------- */
+
+/*
+ * The case the no-IRET return used to give up on: an NMI arrives in kernel
+ * code that runs on the user's GS base (the SYSCALL entry before its SWAPGS,
+ * the SYSRET path after its last one; the percpu pointer waits in
+ * MSR_KERNEL_GS_BASE), and a machine check hits the NMI entry's first
+ * instruction before the entry has saved its frame - what QEMU does when an
+ * NMI and an #MC are pending together.  The paranoid entry has to load the
+ * kernel GS base to run C; the way back must put the user's back without
+ * IRET.
+ *
+ * Staged: the test loads a recognisable user GS base (SWAPGS with
+ * MSR_KERNEL_GS_BASE = USER_GS_MARK, interrupts off) and executes `int $18`
+ * with an uncorrected, no-action error staged.  Its #MC hook turns the
+ * interrupted context into "asm_nmi, first instruction, with the CPU's NMI
+ * frame on the stack": the frame (on a stack shaped like the NMI stack's top,
+ * in a buffer, so that a real NMI on this CPU meanwhile cannot write over it)
+ * says the NMI interrupted the instruction after `int $18`.  The hook claims
+ * nothing, so the handler decides, and the #MC must resume at asm_nmi without
+ * IRET and with the user GS base.  The NMI entry then runs that NMI as any
+ * other: it finds the user GS base, SWAPGSes, its handler (below) sees the
+ * percpu GS base and the user's one in MSR_KERNEL_GS_BASE, and its IRETQ
+ * comes back after `int $18` with every register, CF and DF as they were and
+ * the user GS base still loaded.
+ */
+#define USER_GS_MARK	0x00005a5a5a5a0000ull
+#define TEST_RFLAGS_IF	(1ull << 9)
+#define TEST_RFLAGS_TF	(1ull << 8)
+#define TEST_RFLAGS_NT	(1ull << 14)
+#define TEST_RFLAGS_RF	(1ull << 16)
+#define FAKE_NMI_STACK	8192
+
+static struct {
+	uint64_t stack[FAKE_NMI_STACK / 8] __attribute__((aligned(16)));
+	volatile bool armed;		/* the #MC hook and the NMI handler act */
+	volatile uint64_t cont_rip;	/* where the staged NMI interrupted */
+	atomic_uint nmi_calls;
+	volatile uint64_t nmi_gs, nmi_kgs, nmi_ip;
+	uint64_t out[16];
+} ug;
+
+static struct nmi_stack_top *fake_nmi_top(void)
+{
+	/* As nmi_stack_top_of(): `pad` 16-byte aligned, the struct at the very top. */
+	return (struct nmi_stack_top *)((char *)ug.stack + sizeof(ug.stack) -
+					sizeof(struct nmi_stack_top));
+}
+
+static bool ug_mc_hook(struct regs *r)
+{
+	if (!ug.armed)
+		return false;
+	struct nmi_stack_top *top = fake_nmi_top();
+	/* What the CPU pushes delivering an NMI at r->rip, and the gate's RFLAGS. */
+	top->hw = (struct iret_frame){ .rip = r->rip, .cs = r->cs, .rflags = r->rflags,
+				       .rsp = r->rsp, .ss = r->ss };
+	top->executing = 0;
+	top->percpu = this_cpu();
+	ug.cont_rip = r->rip;
+	r->rip = (uint64_t)asm_nmi;
+	r->rsp = (uint64_t)&top->hw;
+	r->rflags &= ~(TEST_RFLAGS_IF | TEST_RFLAGS_TF | TEST_RFLAGS_NT | TEST_RFLAGS_RF);
+	r->ss = 0;
+	return false;			/* the machine-check handler decides */
+}
+
+static int ug_nmi_handler(unsigned type, struct nmi_frame *f)
+{
+	(void)type;
+	if (!ug.armed || f->ip != ug.cont_rip)
+		return NMI_DONE;
+	ug.nmi_gs = rdmsr(MSR_GS_BASE);
+	ug.nmi_kgs = rdmsr(MSR_KERNEL_GS_BASE);
+	ug.nmi_ip = f->ip;
+	atomic_fetch_add(&ug.nmi_calls, 1);
+	return NMI_HANDLED;
+}
+
+KTEST(mce, in_nmi_prologue_on_user_gs_resumes_without_iret)
+{
+	if (!need_mca())
+		KT_SKIP("no machine-check architecture with 5 banks");
+	unsigned me = this_cpu_id();
+	uint64_t kgs_before = 0, gs_after = 0, kgs_after = 0, percpu = (uint64_t)this_cpu();
+	struct mce_cpu_stats a, b;
+	uint64_t seq = nk_log_next_seq();
+	bool swapped_back = false;
+
+	ug.armed = false;
+	ug.cont_rip = 0;
+	ug.nmi_gs = ug.nmi_kgs = ug.nmi_ip = 0;
+	atomic_store(&ug.nmi_calls, 0);
+	KT_ASSERT_EQ(trap_set_handler(X86_TRAP_MC, ug_mc_hook), 0);
+	if (nmi_register(NMI_LOCAL, "mce-user-gs", ug_nmi_handler, NMI_FLAG_FIRST) != NMI_OK) {
+		trap_clear_handler(X86_TRAP_MC, ug_mc_hook);
+		KT_FAIL("cannot register the NMI handler");
+		return;
+	}
+	mce_get_stats(me, &a);
+	uint64_t flags = irq_save();
+	bool staged = stage_mc(2, STATUS_UCNA, MCG_RIPV_MCIP, 0, 0);
+	if (staged) {
+		kgs_before = rdmsr(MSR_KERNEL_GS_BASE);
+		wrmsr(MSR_KERNEL_GS_BASE, USER_GS_MARK);
+		ug.armed = true;
+		/* From here to the check below: no per-CPU data (GS is the user's). */
+		__asm__ volatile("swapgs" ::: "memory");
+		mce_test_int18_regs(ug.out);
+		gs_after = rdmsr(MSR_GS_BASE);
+		kgs_after = rdmsr(MSR_KERNEL_GS_BASE);
+		/* Back to the kernel GS base by comparison: a broken return may have left it. */
+		if (gs_after != percpu) {
+			__asm__ volatile("swapgs" ::: "memory");
+			swapped_back = true;
+		}
+		ug.armed = false;
+		if (rdmsr(MSR_GS_BASE) != percpu)
+			wrmsr(MSR_GS_BASE, percpu);
+		wrmsr(MSR_KERNEL_GS_BASE, kgs_before);
+	}
+	uint64_t st = rdmsr(MSR_MC_STATUS(2)), mcg = rdmsr(MSR_MCG_STATUS);
+	irq_restore(flags);
+	nmi_unregister(NMI_LOCAL, "mce-user-gs");
+	trap_clear_handler(X86_TRAP_MC, ug_mc_hook);
+	unstage();
+	if (!staged)
+		KT_SKIP("MCi_STATUS / MCG_STATUS are not writable here");
+	mce_get_stats(me, &b);
+	unsigned bad = regs_changed(ug.out);
+	kt_diag("#MC at asm_nmi on the user GS base: resumed with GS base %#lx, KERNEL_GS_BASE %#lx "
+		"(%s); the NMI ran %u time(s), saw GS base %#lx and KERNEL_GS_BASE %#lx; "
+		"registers changed mask %#x; no-IRET %lu, fatal %lu",
+		(unsigned long)gs_after, (unsigned long)kgs_after,
+		swapped_back ? "user GS" : "NOT the user's", atomic_load(&ug.nmi_calls),
+		(unsigned long)ug.nmi_gs, (unsigned long)ug.nmi_kgs, bad,
+		(unsigned long)(b.no_iret - a.no_iret), (unsigned long)(b.fatal - a.fatal));
+	KT_EXPECT_EQ(gs_after, USER_GS_MARK);		/* the user GS base came back */
+	KT_EXPECT_EQ(kgs_after, percpu);		/* and the percpu pointer waits in KERNEL_GS */
+	KT_EXPECT_EQ(atomic_load(&ug.nmi_calls), 1u);	/* the NMI entry ran from its first instruction */
+	KT_EXPECT_EQ(ug.nmi_gs, percpu);
+	KT_EXPECT_EQ(ug.nmi_kgs, USER_GS_MARK);
+	KT_EXPECT_EQ(bad, 0u);
+	KT_EXPECT_EQ(b.events - a.events, 1ul);
+	KT_EXPECT_EQ(b.recovered - a.recovered, 1ul);
+	KT_EXPECT_EQ(b.in_nmi - a.in_nmi, 1ul);
+	KT_EXPECT_EQ(b.no_iret - a.no_iret, 1ul);
+	KT_EXPECT_EQ(b.fatal - a.fatal, 0ul);
+	KT_EXPECT_EQ(st & MCI_STATUS_VAL, 0ull);
+	KT_EXPECT_EQ(mcg & MCG_STATUS_MCIP, 0ull);
+	KT_EXPECT_TRUE(logged_since(seq, "Machine check recovered"));
+	KT_EXPECT_EQ(stacks_check_canaries(me), 0);
 }
 
 /* --- machine checks from QEMU ------------------------------------------------ */

@@ -143,9 +143,14 @@ irq_from_user:
  * Callee-saved registers carry state across the C call (their interrupted
  * values are already in the struct regs):
  *   %r12  1 when the entry rewrote MSR_GS_BASE, else 0
- *   %r13  the interrupted MSR_GS_BASE (valid when %r12 = 1)
+ *   %r13  the interrupted MSR_GS_BASE
  *   %r14  the interrupted CR2: a #DB hook that probes memory may take a #PF,
  *         which must not change the CR2 of a #PF this exception interrupted
+ *
+ * C gets the interrupted GS base as its second argument,
+ * trap_handle_paranoid(regs, gs_base): the #MC handler's return without IRET
+ * (mce_resume.S) does not come back through the exit below, so it must put
+ * back a user GS base itself.
  */
 	.globl	paranoid_entry
 paranoid_entry:
@@ -159,17 +164,18 @@ paranoid_entry:
 	rdmsr
 	shlq	$32, %rdx
 	orq	%rax, %rdx			/* %rdx = GS base at the interruption */
+	movq	%rdx, %r13
 	movq	REGS_SS + 8 + IST_PERCPU_OFFSET(%rsp), %rax	/* this CPU's percpu */
 	xorl	%r12d, %r12d
 	cmpq	%rax, %rdx
 	je	1f
-	movq	%rdx, %r13
 	movl	$1, %r12d
 	movq	%rax, %rdx
 	shrq	$32, %rdx
 	wrmsr					/* GS base := percpu (%edx:%eax) */
 1:
 	movq	%cr2, %r14
+	movq	%r13, %rsi			/* trap_handle_paranoid(regs, gs_base) */
 
 	CALL_C	trap_handle_paranoid
 

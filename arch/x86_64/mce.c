@@ -365,51 +365,82 @@ enum mce_verdict mce_handle(struct regs *r)
  * NMIs blocked, exactly as they were when the #MC came, so it is correct
  * anywhere in the NMI entry code: it is used for the whole section.
  *
- * The one thing it cannot do is restore a GS base the entry had to
- * rewrite (the NMI came from ring 3, or from a SYSCALL/SYSRET window, and
- * its own SWAPGS has not run): only the paranoid entry holds the old value.
- * Then IRET is still right outside the frame-copy windows - after the
- * NMI entry's own SWAPGS back, the nested-NMI logic covers the rest - and
- * inside them there is no safe way back.
+ * The GS base must come back too.  The paranoid entry loaded the percpu
+ * pointer into MSR_GS_BASE if the interrupted code ran on another base;
+ * the no-IRET return does not go through the entry's exit, which would
+ * write it back.  Where that base is a user's, between two SWAPGSes (the
+ * NMI from ring 3 before its SWAPGS, or the NMI entry interrupting the
+ * SYSCALL/SYSRET windows), the return ends with a SWAPGS of its own
+ * (MCE_RESUME_NO_IRET_SWAPGS).  Only a state no kernel code creates - a
+ * foreign GS base without the percpu pointer in MSR_KERNEL_GS_BASE, or
+ * with interrupts on - is left to the entry's exit: IRET outside the
+ * frame-copy windows (after them the nested-NMI logic covers it), and no
+ * way back inside them.
  */
-enum mce_resume mce_resume_mode(uint64_t rip, bool gs_rewritten)
+enum mce_resume mce_resume_mode(uint64_t rip, enum mce_gs gs)
 {
 	if (!in_nmi_text(rip) && !mce_test_force_no_iret)
 		return MCE_RESUME_IRET;
-	if (!gs_rewritten)
+	switch (gs) {
+	case MCE_GS_PERCPU:
 		return MCE_RESUME_NO_IRET;
+	case MCE_GS_USER:
+		return MCE_RESUME_NO_IRET_SWAPGS;
+	case MCE_GS_OTHER:
+		break;
+	}
 	bool frame_unsaved = nmi_breakpoint_forbidden(rip) ||
 			     (rip > (uint64_t)nmi_final_iret && rip < (uint64_t)nmi_user_iret);
 	return frame_unsaved ? MCE_RESUME_IMPOSSIBLE : MCE_RESUME_IRET;
 }
 
-bool mce_leave(struct regs *r, uint64_t cr2)
+/*
+ * What the paranoid entry found (gs_base) against what it left: it wrote
+ * only MSR_GS_BASE, so MSR_KERNEL_GS_BASE is still the interrupted value.
+ * Interrupts must be off for MCE_GS_USER: the swapping return opens one
+ * instruction on the user's GS base in ring 0, where an IRQ entry would
+ * not SWAPGS.  The NMI entry always runs with them off.
+ */
+static enum mce_gs interrupted_gs(const struct regs *r, uint64_t gs_base)
+{
+	uint64_t percpu = (uint64_t)this_cpu();
+
+	if (gs_base == percpu)
+		return MCE_GS_PERCPU;
+	if (rdmsr(MSR_KERNEL_GS_BASE) == percpu && !(r->rflags & RFLAGS_IF))
+		return MCE_GS_USER;
+	return MCE_GS_OTHER;
+}
+
+bool mce_leave(struct regs *r, uint64_t cr2, uint64_t gs_base)
 {
 	unsigned cpu = cpu_id_safe();
-	/*
-	 * The entry rewrote MSR_GS_BASE when it found the user's there; the
-	 * SWAPGS that would have fixed it had not run, so MSR_KERNEL_GS_BASE
-	 * holds the percpu pointer as well.  (A user GS base is never one.)
-	 */
-	bool gs_rewritten = rdmsr(MSR_KERNEL_GS_BASE) == rdmsr(MSR_GS_BASE);
+	enum mce_resume mode = mce_resume_mode(r->rip, interrupted_gs(r, gs_base));
 
-	switch (mce_resume_mode(r->rip, gs_rewritten)) {
+	switch (mode) {
 	case MCE_RESUME_IRET:
 		return true;
 	case MCE_RESUME_IMPOSSIBLE:
 		atomic_store(&mce_cpu[cpu].reason,
-			     "machine check in the NMI entry before it saved its frame, on the user GS "
-			     "base: no safe way back (IRET would let a latched NMI overwrite that frame)");
+			     "machine check in the NMI entry before it saved its frame, on a GS base "
+			     "one SWAPGS cannot restore: no safe way back (IRET would let a latched NMI "
+			     "overwrite that frame)");
 		bump(&mce_cpu[cpu].fatal);
 		atomic_fetch_sub(&mce_cpu[cpu].recovered, 1);	/* mce_handle() counted it */
 		return false;
 	case MCE_RESUME_NO_IRET:
+	case MCE_RESUME_NO_IRET_SWAPGS:
 		break;
 	}
 	bump(&mce_cpu[cpu].no_iret);
-	/* What the paranoid entry's exit would have put back (GS needs nothing: not rewritten). */
+	/* What the paranoid entry's exit would have put back. */
 	if (read_cr2() != cr2)
 		write_cr2(cr2);
+	if (mode == MCE_RESUME_NO_IRET_SWAPGS) {
+		/* The user's base where SWAPGS takes it from; the percpu one comes back in exchange. */
+		wrmsr(MSR_KERNEL_GS_BASE, gs_base);
+		mce_resume_swapgs_without_iret(r, cpu);
+	}
 	mce_resume_without_iret(r);
 }
 

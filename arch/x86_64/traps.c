@@ -429,9 +429,10 @@ static bool machine_check_user(struct regs *r)
  * A #MC from kernel mode, on the #MC IST stack: anywhere, NMI handlers and
  * the NMI entry included.  NMI-like: hooks and handler run bracketed with
  * rcu_nmi_enter/exit (it may interrupt idle), take no lock, and the way back
- * is chosen by mce_leave(), which may not return (no IRET in the NMI entry).
+ * is chosen by mce_leave(), which may not return (no IRET in the NMI entry);
+ * gs_base is the GS base the #MC interrupted, which such a return restores.
  */
-static void machine_check_kernel(struct regs *r, uint64_t cr2)
+static void machine_check_kernel(struct regs *r, uint64_t cr2, uint64_t gs_base)
 {
 	rcu_nmi_enter();
 	bool hooked = run_chain(X86_TRAP_MC, r);
@@ -439,7 +440,7 @@ static void machine_check_kernel(struct regs *r, uint64_t cr2)
 	rcu_nmi_exit();
 	if (v != MCE_RECOVERED)
 		die(r, cr2);	/* MCE_KILL_TASK cannot come from kernel mode */
-	if (!hooked && !mce_leave(r, cr2))
+	if (!hooked && !mce_leave(r, cr2, gs_base))
 		die(r, cr2);
 }
 
@@ -495,10 +496,11 @@ void trap_handle(struct regs *r)
 
 /*
  * #DB and #MC from kernel mode, and every #DF, on their IST stacks, GS base
- * already corrected by the entry.  May run in NMI context and anywhere
- * else: no lock, no scheduling.
+ * already corrected by the entry (gs_base: the one it found, which the
+ * entry's exit puts back).  May run in NMI context and anywhere else: no
+ * lock, no scheduling.
  */
-void trap_handle_paranoid(struct regs *r)
+void trap_handle_paranoid(struct regs *r, uint64_t gs_base)
 {
 	unsigned v = (unsigned)r->vector;
 	unsigned cpu = cpu_id_safe();
@@ -507,7 +509,7 @@ void trap_handle_paranoid(struct regs *r)
 
 	irq_account(cpu, v);
 	if (v == X86_TRAP_MC) {
-		machine_check_kernel(r, read_cr2());
+		machine_check_kernel(r, read_cr2(), gs_base);
 		return;
 	}
 	if (v == X86_TRAP_DB)

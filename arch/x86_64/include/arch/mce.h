@@ -51,7 +51,19 @@ enum mce_verdict {
 enum mce_resume {
 	MCE_RESUME_IRET,	/* the ordinary IRETQ of the paranoid entry */
 	MCE_RESUME_NO_IRET,	/* without IRET: NMIs must stay blocked (mce_resume_without_iret) */
+	MCE_RESUME_NO_IRET_SWAPGS, /* the same, ending with SWAPGS (mce_resume_swapgs_without_iret) */
 	MCE_RESUME_IMPOSSIBLE,	/* neither is safe: panic */
+};
+
+/* The GS base a kernel-mode #MC interrupted, as far as the way back cares. */
+enum mce_gs {
+	MCE_GS_PERCPU,		/* this CPU's percpu pointer: nothing to put back */
+	MCE_GS_USER,		/* another one, with the percpu pointer waiting in
+				   MSR_KERNEL_GS_BASE and interrupts off: code between
+				   two SWAPGSes (SYSCALL entry, SYSRET path, the NMI
+				   entry from ring 3); one SWAPGS puts both MSRs back */
+	MCE_GS_OTHER,		/* anything else (no kernel code makes it): only the
+				   paranoid entry's exit, which WRMSRs it, restores it */
 };
 
 /* Per-CPU counters; `mce` in the shell prints them. */
@@ -86,20 +98,17 @@ enum mce_verdict mce_handle(struct regs *r);
 /* Why the last fatal #MC on `cpu` is fatal (for the panic line). */
 const char *mce_fatal_reason(unsigned cpu);
 
-/*
- * For a recovered kernel-mode #MC: the way back to `rip`.  gs_rewritten:
- * the paranoid entry had to load the kernel GS base (the interrupted code
- * ran on the user's); then only the entry knows the value to put back.
- */
-enum mce_resume mce_resume_mode(uint64_t rip, bool gs_rewritten);
+/* For a recovered kernel-mode #MC: the way back to `rip` with the GS state `gs`. */
+enum mce_resume mce_resume_mode(uint64_t rip, enum mce_gs gs);
 
 /*
  * The end of a recovered kernel-mode #MC, on the #MC stack (cr2: CR2 when
- * the #MC came).  Returns true when the paranoid entry's IRETQ is the way
- * back, false when there is none (mce_fatal_reason() says why: panic);
- * for MCE_RESUME_NO_IRET it does not return.
+ * the #MC came; gs_base: the GS base it interrupted, from the paranoid
+ * entry).  Returns true when the paranoid entry's IRETQ is the way back,
+ * false when there is none (mce_fatal_reason() says why: panic); for the
+ * returns without IRET it does not return.
  */
-bool mce_leave(struct regs *r, uint64_t cr2);
+bool mce_leave(struct regs *r, uint64_t cr2, uint64_t gs_base);
 
 /*
  * Leave the #MC for the context in `r` without IRET: restore every register,
@@ -107,6 +116,14 @@ bool mce_leave(struct regs *r, uint64_t cr2);
  * the kernel's and stay so (no swap to undo), the banks and MCIP cleared.
  */
 _Noreturn void mce_resume_without_iret(struct regs *r);
+
+/*
+ * The same for MCE_GS_USER: MSR_GS_BASE = this CPU's percpu and
+ * MSR_KERNEL_GS_BASE = the interrupted (user) GS base on entry; the last
+ * thing before the jump is a SWAPGS, through `cpu`'s stub (mce_resume.S).
+ * RFLAGS.IF must be clear in r->rflags.
+ */
+_Noreturn void mce_resume_swapgs_without_iret(struct regs *r, unsigned cpu);
 
 /*
  * Log and clear this CPU's corrected errors (VAL set, UC clear): they raise

@@ -133,6 +133,7 @@ const char *trap_name(unsigned vector);
 
 /* The C side of the entry stubs in entry.S. */
 void trap_handle(struct regs *r);		/* ordinary exceptions */
-void trap_handle_paranoid(struct regs *r);	/* #DB, #MC, #DF (IST stacks) */
+/* #DB, #MC, #DF (IST stacks); gs_base: the GS base the exception interrupted. */
+void trap_handle_paranoid(struct regs *r, uint64_t gs_base);
 
 #endif
