@@ -55,7 +55,8 @@ void nmi_backtrace_set_ops(const struct nmi_backtrace_ops *ops)
 }
 
 /*
- * NMI context, on every CPU for every NMI.  Safe: one load when nothing is
+ * NMI context, on every CPU for every NMI (or, where the port's ops have
+ * ask(), only for NMIs whose doorbell it rang).  Safe: one load when nothing is
  * asked; otherwise one exchange on this CPU's own mark, the kernel's
  * NMI-safe capture, and one release store.  Never waits.
  */
@@ -125,6 +126,7 @@ int nmi_backtrace(const uint64_t *cpus, unsigned flags, uint64_t timeout_ns,
 	bool in_nmi = nmi_in_nmi(), ask_self = false, everyone_else = true;
 	int level = in_nmi ? NK_LOG_EMERG : NK_LOG_WARNING;
 	unsigned asked_others = 0, online_others = 0;
+	const struct nmi_backtrace_ops *ops;
 	uint64_t gen, t0, deadline;
 	int err = NMI_OK;
 
@@ -140,6 +142,7 @@ int nmi_backtrace(const uint64_t *cpus, unsigned flags, uint64_t timeout_ns,
 	}
 	nk_atomic_inc(&bt_requests);
 	gen = atomic_fetch_add_explicit(&bt_gen, 1, memory_order_relaxed) + 1;
+	ops = atomic_load_explicit(&bt_ops, memory_order_acquire);
 
 	for (unsigned cpu = 0; cpu < ncpus; cpu++) {
 		struct bt_cpu *c = &bt_cpus[cpu];
@@ -172,10 +175,19 @@ int nmi_backtrace(const uint64_t *cpus, unsigned flags, uint64_t timeout_ns,
 		}
 		c->seq0 = nmi_seq(cpu);
 		atomic_store_explicit(&c->want, gen, memory_order_release);
+		/*
+		 * Mark first, then ring: a handler that saw the doorbell finds
+		 * the mark.  Ring before sending: an NMI that arrives for this
+		 * request (or any later one) finds the doorbell.  A doorbell
+		 * left ringing by a request that timed out is harmless: the mark
+		 * then says BT_LATE or the newer generation.
+		 */
+		if (ops && ops->ask)
+			ops->ask(cpu);
 		res->status[cpu] = BT_PENDING;
 		res->asked++;
 	}
-	/* The marks are visible before any NMI that reads them is sent. */
+	/* The marks and doorbells are visible before any NMI that reads them is sent. */
 	atomic_thread_fence(memory_order_seq_cst);
 
 	t0 = os_timestamp_ns();
@@ -238,9 +250,6 @@ int nmi_backtrace(const uint64_t *cpus, unsigned flags, uint64_t timeout_ns,
 	atomic_fetch_add_explicit(&bt_answers, res->answered, memory_order_relaxed);
 
 	if (!(flags & NMI_BT_QUIET)) {
-		const struct nmi_backtrace_ops *ops =
-			atomic_load_explicit(&bt_ops, memory_order_acquire);
-
 		for (unsigned cpu = 0; cpu < ncpus; cpu++) {
 			unsigned s = res->status[cpu];
 

@@ -12,8 +12,11 @@
  * offline CPU: the watchdog checks only monitored CPUs, nmi_backtrace()
  * does not ask offline CPUs and reports them as offline) and returns into
  * the loop, which halts again unless the NMI was `cpu online`'s wake-up,
- * which cpu_hotplug_nmi() claims (the watchdog's NMI handler asks it).  A panic shootdown's NMI parks it for
- * good like any other CPU.  Maskable interrupts (a reschedule IPI, say)
+ * which cpu_hotplug_nmi() claims.  The watchdog's NMI handler asks it for
+ * every NMI while the CPU carries WD_LISTEN_PARKED in its doorbell (set
+ * before hp_parked, cleared after it, so the listen bit covers every NMI
+ * that cpu_hotplug_nmi() counts), and for no NMI otherwise.  A panic
+ * shootdown's NMI parks it for good like any other CPU.  Maskable interrupts (a reschedule IPI, say)
  * stay pending until it comes back.
  *
  * CPU 0 stays online: it runs the shell and reads the external NMI reasons.
@@ -51,8 +54,9 @@ bool cpu_is_offline(unsigned cpu)
 }
 
 /*
- * NMI context (from the watchdog's handler, on every NMI): count NMIs that
- * reach a parked CPU and claim the wake-up.  Safe: this CPU's own flags.
+ * NMI context (from the watchdog's handler, on every NMI of a CPU with
+ * WD_LISTEN_PARKED): count NMIs that reach a parked CPU and claim the
+ * wake-up.  Safe: this CPU's own flags.
  */
 int cpu_hotplug_nmi(unsigned me)
 {
@@ -75,6 +79,8 @@ static void hotplug_park(void *arg)
 	}
 	lapic_timer_stop();
 	percpu_area[me].online = false;
+	/* Listen first: cpu_online() sends its wake-up only once hp_parked is seen. */
+	wd_nmi_listen(me, WD_LISTEN_PARKED, true);
 	atomic_store_explicit(&hp_parked[me], true, memory_order_release);
 	/*
 	 * Interrupts off: only an NMI (or INIT/SMI) ends the HLT.  Deliberately
@@ -84,6 +90,7 @@ static void hotplug_park(void *arg)
 		cpu_halt();
 	atomic_store_explicit(&hp_wake[me], false, memory_order_relaxed);
 	atomic_store_explicit(&hp_parked[me], false, memory_order_release);
+	wd_nmi_listen(me, WD_LISTEN_PARKED, false);
 	percpu_area[me].online = true;
 	lapic_timer_start(timer_hz());
 	irq_enable();

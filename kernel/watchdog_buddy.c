@@ -18,6 +18,12 @@
  * A suspect that does not take the first NMI for a threshold (at least 1 s)
  * is reported by its checker, without registers.  Evidence dropped:
  * watchdog_withdraw().  No NMIs at all while nothing is suspect.
+ *
+ * Every NMI this source sends rings the target's doorbell (WD_REQ_SOURCE)
+ * after writing the request word and before sending, so buddy_nmi() runs
+ * only on CPUs that were sent something; it never listens.  A request the
+ * checker gave up on (BUDDY_GAVE_UP) keeps the doorbell ringing until the
+ * late NMI takes it.
  */
 #include <stdatomic.h>
 
@@ -68,7 +74,7 @@ static void withdraw(unsigned cpu, _Atomic uint64_t *why)
 }
 
 /*
- * NMI context, on the suspect.  Safe: this CPU's own request words (one
+ * NMI context, on the suspect, when its doorbell rang.  Safe: this CPU's own request words (one
  * exchange each), per-CPU reads, the core's lock-free withdraw and report.
  */
 static int buddy_nmi(unsigned me, struct nmi_frame *f)
@@ -134,6 +140,7 @@ static void buddy_tick(unsigned cpu)
 		confirm_hb[b] = hb;
 		atomic_store_explicit(&armed_tsc[b], 0, memory_order_relaxed);
 		atomic_store_explicit(&confirm_sent[b], rdtsc(), memory_order_release);
+		wd_nmi_request((unsigned)b, WD_REQ_SOURCE);
 		os_send_nmi((unsigned)b);
 	} else if (v == WD_STILL_LOCKED) {
 		uint64_t armed = atomic_load_explicit(&armed_tsc[b], memory_order_acquire);
@@ -150,6 +157,7 @@ static void buddy_tick(unsigned cpu)
 			 */
 			reported[b] = true;
 			atomic_store_explicit(&report_req[b], true, memory_order_release);
+			wd_nmi_request((unsigned)b, WD_REQ_SOURCE);
 			os_send_nmi((unsigned)b);
 		} else if (sent && sent != BUDDY_GAVE_UP && tsc_delta_ns(rdtsc() - sent) > silent &&
 			   atomic_compare_exchange_strong(&confirm_sent[b], &sent, BUDDY_GAVE_UP)) {

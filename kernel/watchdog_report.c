@@ -204,8 +204,20 @@ static void bt_print(unsigned cpu, int level)
 		nk_log(level, "  (%s; stopping)", s->stopped);
 }
 
+/*
+ * nmi_backtrace's ask hook: ring `cpu`'s doorbell, so that the watchdog's
+ * NMI handler there runs nmi_backtrace_nmi() (it runs it for no other NMI).
+ * The core calls it after marking the request, before sending.  NMI-safe.
+ */
+static void bt_ask(unsigned cpu)
+{
+	wd_nmi_request(cpu, WD_REQ_BACKTRACE);
+}
+
 static const struct watchdog_ops wd_ops = { .show_regs = wd_show_regs };
-static const struct nmi_backtrace_ops bt_ops = { .capture = bt_capture, .print = bt_print };
+static const struct nmi_backtrace_ops bt_ops = {
+	.capture = bt_capture, .print = bt_print, .ask = bt_ask,
+};
 
 void wd_report_init(void)
 {

@@ -405,21 +405,108 @@ void watchdog_cpu_back_online(unsigned cpu)
 /* --- the NMI handlers ------------------------------------------------------------- */
 
 /*
+ * The doorbell (kernel/include/kernel/watchdog.h).  Why it is race-free:
+ *  - A sender writes its request state (release), then ORs its request bit
+ *    (a locked RMW, a full barrier on x86-64), then sends the NMI.  The NMI
+ *    handler on the target either reads the bit after the OR - and its
+ *    exchange (acquire) then makes the state visible - or before it; then
+ *    the sender's NMI, sent after the OR, is still to come (latched behind
+ *    the running handler, or delivered by the core's lost-NMI probe if the
+ *    APIC dropped it), and its handler sees the bit.  Never missed.
+ *  - The handler takes every bit with one exchange: two senders that ring
+ *    at once both set their bit (OR, not store), and one NMI takes both;
+ *    a bit cannot be taken twice.  Taking a bit does not claim anything by
+ *    itself: each consumer still takes its own state with an exchange, as
+ *    before the doorbell, so an NMI that took the bit early (an unrelated
+ *    NMI between the OR and the send) serves the request, and the sender's
+ *    own NMI then finds nothing - exactly what the state exchanges gave
+ *    when every NMI looked at every state.
+ *  - A request abandoned by its sender (a backtrace timed out: BT_LATE; a
+ *    buddy suspect given up: BUDDY_GAVE_UP; a flush that timed out) leaves
+ *    its bit ringing if no NMI came: the late NMI finds the bit and the
+ *    "claim quietly" mark, as before.  A stale bit costs one exchange.
+ *  - Listen bits are per CPU and sticky: set before the hardware (or the
+ *    park loop) can deliver NMIs that matter here, cleared after it cannot.
+ *  - A CPU going offline parks with WD_LISTEN_PARKED, so every NMI there is
+ *    counted and `cpu online`'s wake-up is claimed; it clears it after
+ *    leaving the loop.  Requests rung while it is parked are served by its
+ *    next NMI like anywhere else.
+ *  - A source switch: the old source's stop() flushes and clears its listen
+ *    bits; a request bit it left is served by the new source's nmi(), which
+ *    finds none of its own state and claims nothing.
+ */
+_Static_assert(__builtin_offsetof(struct percpu, wd_nmi_listen) ==
+	       __builtin_offsetof(struct percpu, wd_nmi_req) + 4 &&
+	       __builtin_offsetof(struct percpu, wd_nmi_req) % 8 == 0,
+	       "wd_nmi reads both doorbell words with one aligned 64-bit load");
+
+/* NMI-safe: yes (one locked OR on `cpu`'s word; callers ring, then send). */
+void wd_nmi_request(unsigned cpu, uint32_t req)
+{
+	if (cpu < MAX_CPUS)
+		__atomic_fetch_or(&percpu_area[cpu].wd_nmi_req, req, __ATOMIC_SEQ_CST);
+}
+
+/* NMI-safe: yes (one locked OR or AND on `cpu`'s word). */
+void wd_nmi_listen(unsigned cpu, uint32_t bits, bool on)
+{
+	if (cpu >= MAX_CPUS)
+		return;
+	if (on)
+		__atomic_fetch_or(&percpu_area[cpu].wd_nmi_listen, bits, __ATOMIC_SEQ_CST);
+	else
+		__atomic_fetch_and(&percpu_area[cpu].wd_nmi_listen, ~bits, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * The rung part of wd_nmi: take the requests, run the consumers they (and
+ * the listen bits) name.  Out of line so the common path stays a leaf.
+ * NMI context: one exchange on this CPU's word, then each consumer's own
+ * per-CPU exchanges and loads (see each).
+ */
+static __attribute__((noinline)) int wd_nmi_rung(unsigned type, struct nmi_frame *f)
+{
+	struct percpu *p = this_cpu();
+	unsigned me = p->cpu;
+	uint32_t req = __atomic_load_n(&p->wd_nmi_req, __ATOMIC_RELAXED);
+	uint32_t listen = __atomic_load_n(&p->wd_nmi_listen, __ATOMIC_ACQUIRE);
+	int n = 0;
+
+	/* Only listening: no locked exchange for a word that holds nothing. */
+	if (req)
+		req = __atomic_exchange_n(&p->wd_nmi_req, 0, __ATOMIC_ACQ_REL);
+	if (req & WD_REQ_BACKTRACE)
+		n += nmi_backtrace_nmi(type, f);
+	if ((req & WD_REQ_SOURCE) || (listen & WD_LISTEN_SOURCE)) {
+		const struct wd_source *s = atomic_load_explicit(&wd_src, memory_order_acquire);
+
+		if (s && s->nmi)
+			n += s->nmi(me, f);
+	}
+	if (listen & WD_LISTEN_PARKED)
+		n += cpu_hotplug_nmi(me);
+	return n;
+}
+
+/*
  * The one handler on the local chain for everything here: all-CPU backtrace
- * requests, the chosen source's NMIs, `cpu online`'s wake-up.  One handler
- * rather than one each, because every handler on the chain costs every NMI
- * a call.  NMI context: each part is per-CPU flags and loads when the NMI is
- * not its own (see each).
+ * requests, the chosen source's NMIs, a parked CPU's NMIs and `cpu
+ * online`'s wake-up.  One handler rather than one each, because every
+ * handler on the chain costs every NMI a call; and it reads nothing but
+ * this CPU's doorbell until something rang it, because most NMIs are none
+ * of its business.  NMI context: one %gs-relative load on the common path.
  */
 static int wd_nmi(unsigned type, struct nmi_frame *f)
 {
-	unsigned me = this_cpu_id();
-	const struct wd_source *s = atomic_load_explicit(&wd_src, memory_order_acquire);
-	int n = nmi_backtrace_nmi(type, f);
+	uint64_t words;
 
-	if (s && s->nmi)
-		n += s->nmi(me, f);
-	return n + cpu_hotplug_nmi(me);
+	__asm__ volatile("movq %%gs:%c1, %0"
+			 : "=r"(words)
+			 : "i"(__builtin_offsetof(struct percpu, wd_nmi_req))
+			 : "memory");
+	if (__builtin_expect(words == 0, 1))
+		return NMI_DONE;
+	return wd_nmi_rung(type, f);
 }
 
 /* The unknown chain: the chosen source's last look.  NMI context. */

@@ -93,7 +93,8 @@ static const char *hpet_unavailable(void)
 }
 
 /*
- * NMI context, on every CPU for every NMI.  Safe: loads of the target and
+ * NMI context, on a CPU of the ring for every NMI (it listens), and on any
+ * CPU whose doorbell a flush or an IPI-mode check rang.  Safe: loads of the target and
  * expected time, this CPU's own flags (exchanges), and on the HPET's NMI one
  * MMIO write of a precomputed word and NMI-safe IPIs.  No lock, no loop
  * except the IPI variant's bounded one over the ring.
@@ -168,6 +169,7 @@ static int hpet_wd_nmi(unsigned me, struct nmi_frame *f)
 		     c >= 0 && c != (int)me;
 		     c = atomic_load_explicit(&ring_next[c], memory_order_relaxed)) {
 			atomic_store_explicit(&ipi_req[c], t0, memory_order_release);
+			wd_nmi_request((unsigned)c, WD_REQ_SOURCE);
 			os_send_nmi((unsigned)c);
 			atomic_fetch_add_explicit(&n_ipis, 1, memory_order_relaxed);
 		}
@@ -209,6 +211,20 @@ static int hpet_wd_stray(unsigned me, struct nmi_frame *f)
 		return NMI_HANDLED;
 	}
 	return NMI_DONE;
+}
+
+/*
+ * WD_LISTEN_SOURCE on every CPU of the running instance's ring: the
+ * comparator's NMI carries no doorbell, so each CPU it can reach (the
+ * current target, a CPU that just handed on and may take an echo) runs
+ * hpet_wd_nmi() on every NMI while the source runs.  CPUs outside the ring
+ * never do.  Task context (start and stop).
+ */
+static void set_listening(bool on)
+{
+	for (unsigned cpu = 0; cpu < MAX_CPUS; cpu++)
+		if (in_ring[cpu])
+			wd_nmi_listen(cpu, WD_LISTEN_SOURCE, on);
 }
 
 static uint64_t hpet_unknown_claims(void)
@@ -260,9 +276,12 @@ static int hpet_start(void)
 	atomic_store_explicit(&target, first, memory_order_relaxed);
 	atomic_store_explicit(&expected_tsc, rdtsc() + period_tsc, memory_order_relaxed);
 	atomic_store_explicit(&running, true, memory_order_release);
+	/* Every CPU the comparator's message can reach listens before the first expiry. */
+	set_listening(true);
 	if (!hpet_timer_start_periodic_fsb((unsigned)timer, ticks, fsb_addr[first],
 					   msi_data(ICR_DM_NMI, 0))) {
 		atomic_store(&running, false);
+		set_listening(false);
 		pr_err("NMI watchdog: hpet: comparator %d refused periodic FSB mode", timer);
 		return -1;
 	}
@@ -296,6 +315,7 @@ static void hpet_stop(void)
 	for (unsigned cpu = 0; cpu < MAX_CPUS; cpu++)
 		if (in_ring[cpu] && os_cpu_online(cpu)) {
 			atomic_store_explicit(&flush_req[cpu], true, memory_order_release);
+			wd_nmi_request(cpu, WD_REQ_SOURCE);
 			os_send_nmi(cpu);
 		}
 	if (!wd_wait(flushed, NULL, HPET_FLUSH_NS)) {
@@ -304,8 +324,9 @@ static void hpet_stop(void)
 			if (atomic_exchange(&flush_req[cpu], false))
 				pr_warn("NMI watchdog: hpet: cpu %u did not take the flush NMI", cpu);
 	}
-	/* 3. Nothing is in flight: the ring may change. */
+	/* 3. Nothing is in flight: the ring may change, and no CPU need listen. */
 	atomic_store_explicit(&running, false, memory_order_release);
+	set_listening(false);
 }
 
 static void hpet_reconfigure(void)

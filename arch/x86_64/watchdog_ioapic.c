@@ -72,6 +72,7 @@ static void forward(unsigned me)
 	for (unsigned c = 0; c < cpus_possible && c < MAX_CPUS; c++)
 		if (c != me && atomic_load_explicit(&forward_to[c], memory_order_relaxed)) {
 			atomic_store_explicit(&fwd_req[c], true, memory_order_release);
+			wd_nmi_request(c, WD_REQ_SOURCE);
 			os_send_nmi(c);
 			atomic_fetch_add_explicit(&n_forwarded, 1, memory_order_relaxed);
 		}
@@ -97,7 +98,12 @@ static int ioapic_wd_nmi(unsigned me, struct nmi_frame *f)
 	return NMI_HANDLED;
 }
 
-/* NMI context, local chain: a forwarded PIT NMI, or a flush.  Per-CPU flags only. */
+/*
+ * NMI context, local chain, when this CPU's doorbell rang (every forwarded
+ * and flush NMI rings WD_REQ_SOURCE after setting its flag, before the send;
+ * the PIT's own NMIs are recognised on the unknown chain, so this source
+ * never listens): a forwarded PIT NMI, or a flush.  Per-CPU flags only.
+ */
 static int ioapic_wd_local(unsigned me, struct nmi_frame *f)
 {
 	int claimed = 0;
@@ -195,6 +201,7 @@ static void ioapic_stop(void)
 	for (unsigned cpu = 0; cpu < MAX_CPUS; cpu++)
 		if (reached[cpu] && os_cpu_online(cpu)) {
 			atomic_store_explicit(&flush_req[cpu], true, memory_order_release);
+			wd_nmi_request(cpu, WD_REQ_SOURCE);
 			os_send_nmi(cpu);
 		}
 	if (!wd_wait(flushed, NULL, IOAPIC_FLUSH_NS)) {

@@ -85,6 +85,8 @@ static void arm_here(unsigned me)
 {
 	wrmsr(MSR_PERFEVTSEL0, 0);
 	wrmsr(MSR_PMC0, (uint64_t)-(int64_t)period_cycles);
+	/* The counter's NMI carries no doorbell: listen before it can overflow. */
+	wd_nmi_listen(me, WD_LISTEN_SOURCE, true);
 	lapic_write(LAPIC_LVT_PERF, LVT_DM_NMI);
 	if (pmu_version >= 2)
 		wrmsr(MSR_PERF_GLOBAL_CTRL, rdmsr(MSR_PERF_GLOBAL_CTRL) | 1);
@@ -97,10 +99,13 @@ static void disarm_here(unsigned me)
 	wrmsr(MSR_PERFEVTSEL0, 0);
 	lapic_write(LAPIC_LVT_PERF, LVT_MASKED | LVT_DM_NMI);
 	atomic_store(&armed[me], false);
+	/* Stopped and masked: no overflow NMI of its own comes after this. */
+	wd_nmi_listen(me, WD_LISTEN_SOURCE, false);
 }
 
 /*
- * NMI context.  Safe: this CPU's own MSRs and LVT, per-CPU flags, the core's
+ * NMI context, on a CPU whose counter is armed (it listens: WD_LISTEN_SOURCE
+ * from arm_here() to disarm_here()).  Safe: this CPU's own MSRs and LVT, per-CPU flags, the core's
  * lock-free check.
  */
 static int perf_nmi(unsigned me, struct nmi_frame *f)

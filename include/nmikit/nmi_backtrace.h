@@ -49,6 +49,13 @@ struct nmi_backtrace_result {
 struct nmi_backtrace_ops {
 	void (*capture)(unsigned cpu, const struct nmi_frame *f);
 	void (*print)(unsigned cpu, int level);
+	/*
+	 * May be NULL.  Called by nmi_backtrace() for each CPU asked, after
+	 * its request is visible and before any NMI is sent to it: a port
+	 * whose handler calls nmi_backtrace_nmi() only when told to (a
+	 * per-CPU doorbell) rings it here.  Must be NMI-safe.
+	 */
+	void (*ask)(unsigned cpu);
 };
 void nmi_backtrace_set_ops(const struct nmi_backtrace_ops *ops);
 
@@ -56,8 +63,8 @@ void nmi_backtrace_set_ops(const struct nmi_backtrace_ops *ops);
  * The NMI handler that answers requests: either register it on its own with
  * nmi_backtrace_init() (once, not in NMI context), or call
  * nmi_backtrace_nmi() from a handler of the port's that already runs on
- * every NMI (the testbed kernel's `watchdog` handler does), which saves one
- * chain entry on every NMI.  NMI-safe: yes (one load when nothing is asked).
+ * every NMI (the testbed kernel's `watchdog` handler does, only when the
+ * ops' ask() rang its doorbell), which saves one chain entry on every NMI.  NMI-safe: yes (one load when nothing is asked).
  */
 int nmi_backtrace_init(void);
 int nmi_backtrace_nmi(unsigned type, struct nmi_frame *f);

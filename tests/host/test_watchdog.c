@@ -884,6 +884,74 @@ static void backtrace_one_caller_at_a_time(void)
 	CHECK_EQ(nmi_backtrace(NULL, NMI_BT_QUIET, 1 * S, NULL), NMI_OK);
 }
 
+/*
+ * A port whose handler runs nmi_backtrace_nmi() only when the ops' ask()
+ * rang its doorbell, as the testbed kernel's watchdog handler does (one
+ * load for an NMI nobody asked for).  ask() notes whether an NMI had
+ * already been sent to the CPU it rings: a doorbell rung after the NMI
+ * could be missed by that NMI's handler.
+ */
+static _Atomic unsigned bell[4];
+static unsigned rung_after_send, asks;
+static void bell_ask(unsigned cpu)
+{
+	if (tos_pending_to(cpu))
+		rung_after_send++;
+	asks++;
+	atomic_fetch_or(&bell[cpu], 1);
+}
+static int bell_nmi(unsigned type, struct nmi_frame *f)
+{
+	unsigned me = os_cpu_id();
+
+	if (me >= 4 || !atomic_load(&bell[me]) || !atomic_exchange(&bell[me], 0))
+		return NMI_DONE;
+	return nmi_backtrace_nmi(type, f);
+}
+static const struct nmi_backtrace_ops bell_ops = {
+	.capture = bt_capture, .print = bt_print, .ask = bell_ask,
+};
+
+/*
+ * Broken on purpose once: with ask() called after the sends, ask() finds
+ * the NMIs already pending (rung_after_send 3) and this fails.
+ */
+static void backtrace_rings_each_doorbell_before_its_nmi(void)
+{
+	struct nmi_backtrace_result r;
+	struct nmi_backtrace_stats bs;
+
+	setup(1);
+	nmi_backtrace_set_ops(&bell_ops);
+	CHECK_EQ(nmi_register(NMI_LOCAL, "bell", bell_nmi, 0), NMI_OK);
+	for (unsigned c = 0; c < 4; c++)
+		deliver_to[c] = true;
+	tos_relax_hook = deliver_hook;
+	tos_cpu = 0;
+	CHECK_EQ(nmi_backtrace(NULL, 0, 1 * S, &r), NMI_OK);
+	CHECK_EQ(r.answered, 4);
+	CHECK_EQ(asks, 4);
+	CHECK_EQ(rung_after_send, 0);
+	for (unsigned c = 0; c < 4; c++) {
+		CHECK_EQ(captured_ip[c], 0x1000 + c);
+		CHECK_EQ(atomic_load(&bell[c]), 0);	/* taken, once */
+	}
+	/*
+	 * A CPU that does not answer in time keeps its doorbell ringing; its
+	 * late NMI still finds it and is claimed quietly, not left unknown.
+	 */
+	deliver_to[2] = false;
+	CHECK_EQ(nmi_backtrace(NULL, NMI_BT_QUIET, 10 * MS, &r), NMI_ETIMEDOUT);
+	CHECK_EQ(r.status[2], NMI_BT_NO_NMI);
+	CHECK_EQ(atomic_load(&bell[2]), 1);
+	CHECK(tos_deliver(2, 0x2222));
+	CHECK_EQ(atomic_load(&bell[2]), 0);
+	nmi_backtrace_get_stats(&bs);
+	CHECK_EQ(bs.late, 1);
+	CHECK_EQ(tos_nmi_stats(2).unknown, 0);
+	CHECK_EQ(rung_after_send, 0);
+}
+
 /* A hard lockup report with the all-CPU policy backtraces the others from its NMI. */
 static void hard_report_with_all_cpu_backtrace(void)
 {
@@ -956,6 +1024,7 @@ const struct tap_test watchdog_tests[] = {
 	TAP_TEST(backtrace_leaves_offline_cpus_and_subset_alone),
 	TAP_TEST(backtrace_names_why_a_cpu_did_not_answer),
 	TAP_TEST(backtrace_one_caller_at_a_time),
+	TAP_TEST(backtrace_rings_each_doorbell_before_its_nmi),
 	TAP_TEST(hard_report_with_all_cpu_backtrace),
 	TAP_TEST(hard_report_says_why_there_is_no_all_cpu_backtrace),
 	TAP_END,

@@ -43,9 +43,11 @@ struct wd_source {
 	/* NMIs it claimed on the core's unknown chain (counted "unknown" there); may be NULL. */
 	uint64_t (*unknown_claims)(void);
 	/*
-	 * NMI context, on `cpu`, for every NMI while this is the chosen
-	 * source (the watchdog's one handler on the local chain calls it):
-	 * how many events it claims.  Must be cheap when the NMI is not its.
+	 * NMI context, on `cpu`, while this is the chosen source, for an NMI
+	 * that finds WD_REQ_SOURCE or WD_LISTEN_SOURCE set in `cpu`'s doorbell
+	 * (see wd_nmi_request()): how many events it claims.  Every NMI the
+	 * source sends itself must ring WD_REQ_SOURCE first; a CPU its hardware
+	 * delivers NMIs to must carry WD_LISTEN_SOURCE while it does.
 	 */
 	int (*nmi)(unsigned cpu, struct nmi_frame *f);
 	/* Same on the unknown chain (an NMI nothing else explained); may be NULL. */
@@ -88,6 +90,27 @@ void wd_cost_reset(void);
 
 /* The watchdog's own wait: bounded, PAUSE; true when cond() became true. */
 bool wd_wait(bool (*cond)(void *), void *arg, uint64_t limit_ns);
+
+/*
+ * The watchdog's NMI doorbell, one pair of words per CPU (struct percpu).
+ * Its handler on the local chain runs on every NMI, so it looks at nothing
+ * else until one of these is set: an NMI that is none of the watchdog's
+ * business costs one load.
+ *   request bits: set by a sender AFTER it wrote what it asks (its own
+ *     per-CPU state, release) and BEFORE it sends the NMI; the handler takes
+ *     them all with one exchange and then reads that state.  A bit is only
+ *     "look": the state itself says what, if anything, is still wanted.
+ *   listen bits: sticky, set while NMIs arrive at this CPU from something
+ *     that cannot ring (a timer's or counter's hardware) or while every NMI
+ *     matters (a parked CPU counts them); every NMI then runs the consumer.
+ * NMI-safe: yes (one locked OR / AND on the target CPU's word).
+ */
+#define WD_REQ_BACKTRACE	(1u << 0)	/* nmi_backtrace() asked this CPU */
+#define WD_REQ_SOURCE		(1u << 1)	/* the chosen source sent this CPU an NMI */
+#define WD_LISTEN_SOURCE	(1u << 0)	/* the source's hardware NMIs reach this CPU */
+#define WD_LISTEN_PARKED	(1u << 1)	/* parked offline: count NMIs, claim the wake-up */
+void wd_nmi_request(unsigned cpu, uint32_t req);
+void wd_nmi_listen(unsigned cpu, uint32_t bits, bool on);
 
 /* Whether a panic is under way (no checks then: CPUs are being stopped). */
 bool wd_panicking(void);
@@ -142,7 +165,7 @@ int cpu_offline(unsigned cpu);
 int cpu_online(unsigned cpu);
 /* True while `cpu` is parked offline.  NMI-safe: yes. */
 bool cpu_is_offline(unsigned cpu);
-/* The watchdog's NMI handler asks this on every NMI: claims `cpu online`'s wake-up. */
+/* The watchdog's NMI handler asks this on every NMI of a parked CPU: claims `cpu online`'s wake-up. */
 int cpu_hotplug_nmi(unsigned cpu);
 
 /* --- test support (kernel/watchdog_tests.c) ------------------------------------------ */
