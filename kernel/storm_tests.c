@@ -28,7 +28,14 @@
  * Two things may run beside it.  storm_mce=1: the scenario injects machine
  * checks (QEMU's HMP mce) into storm CPUs, so #MCs land in NMI handlers and
  * in the NMI entry; every one must be recovered (none fatal), and their
- * "mce: [Hardware Error]" records are the only errors allowed.
+ * "mce: [Hardware Error]" records are the only errors allowed.  The kernel
+ * paces them: QEMU resets the guest when it injects into a CPU whose
+ * MCG_STATUS.MCIP is still set, and a vCPU that the host leaves off its
+ * core may not even have started the previous #MC when a clock-driven
+ * injection comes.  So a pacer thread on each CPU prints "storm: mce ready
+ * on CPU N" once at the start and again only after its CPU's previous #MC
+ * has returned (the thread runs on that CPU, so it cannot run while the
+ * handler does), and the scenario injects on that line (qmp='on:...').
  * storm_watchdog=1: the HPET NMI watchdog runs (nmi_watchdog=1
  * watchdog_source=hpet): it must really be that source, its NMI must have
  * reached every storm CPU (the rotation), and it must report no lockup.  Its
@@ -376,6 +383,32 @@ static int churn_handler0(unsigned type, struct nmi_frame *f) { (void)type; (voi
 static int churn_handler1(unsigned type, struct nmi_frame *f) { (void)type; (void)f; return churn_handle(1); }
 static int churn_handler2(unsigned type, struct nmi_frame *f) { (void)type; (void)f; return churn_handle(2); }
 
+/* storm_mce: the machine-check pacer (see the top of the file). */
+static atomic_bool mce_pacers_stop;
+
+static void mce_pacer(void *arg)
+{
+	unsigned cpu = (unsigned)(uintptr_t)arg;
+	uint64_t rnd = rdtsc() | 1;
+	struct mce_cpu_stats m;
+
+	mce_get_stats(cpu, &m);
+	uint64_t seen = m.events;
+	pr_info("storm: mce ready on CPU %u\n", cpu);
+	while (!atomic_load(&mce_pacers_stop)) {
+		sleep_ms(10);
+		mce_get_stats(cpu, &m);
+		if (m.events == seen)
+			continue;
+		seen = m.events;
+		/* 0.3 to 0.8 s between machine checks on one CPU. */
+		rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+		sleep_ms(300 + (rnd >> 33) % 500);
+		if (!atomic_load(&mce_pacers_stop))
+			pr_info("storm: mce ready on CPU %u\n", cpu);
+	}
+}
+
 static void churn_thread(void *arg)
 {
 	(void)arg;
@@ -508,6 +541,11 @@ KTEST(storm, all_to_all)
 		KT_ASSERT_NOT_NULL(ct);
 	}
 	pr_info("storm: start: %u CPUs, %lu s\n", online, (unsigned long)storm_seconds);
+	static struct task *pacers[STORM_MAX_CPUS];
+	atomic_store(&mce_pacers_stop, false);
+	for (unsigned c = 0; c < ncpus; c++)
+		pacers[c] = storm_mce && in_mask(mask, c) ?
+			task_create_kernel("storm-mce-pace", mce_pacer, (void *)(uintptr_t)c, (int)c) : NULL;
 
 	/*
 	 * Liveness, every second: each CPU's handler claimed more and each
@@ -542,6 +580,10 @@ KTEST(storm, all_to_all)
 	}
 	atomic_store(&churn.stop, true);
 	task_wait(ct, NULL);
+	atomic_store(&mce_pacers_stop, true);
+	for (unsigned c = 0; c < ncpus; c++)
+		if (pacers[c])
+			task_wait(pacers[c], NULL);
 	storm_stop();
 	uint64_t elapsed_ms = (os_timestamp_ns() - t0) / 1000000;
 	pr_info("storm: stop after %lu ms\n", (unsigned long)elapsed_ms);
