@@ -44,19 +44,33 @@ enum nmi_slot_state { SLOT_FREE = 0, SLOT_LIVE, SLOT_DYING };
  * unlinked it is DYING until nmi_unregister() has seen every CPU leave NMI
  * context, and only then FREE for reuse, so a CPU still walking the chain
  * never finds a slot rewritten under it.
+ *
+ * The fields the walk touches on every call (next, fn, calls, limit_cycles,
+ * and claimed when it claims) come first: the walk reads one cache line per
+ * handler.  The rest is read on the slow path or by the statistics.
  */
 struct nmi_action {
 	_Atomic(struct nmi_action *) next;
 	nmi_handler_fn fn;
-	unsigned type;
-	unsigned state;			/* enum nmi_slot_state, writers' lock */
 	_Atomic uint64_t calls;
+	/*
+	 * min(longest_cycles, nmi_longest_ns in cycles): a call longer than
+	 * this is a new longest or a slow call, so the walk compares each call
+	 * once.  Never above that minimum (see nmi_limit_refresh()); below it
+	 * only costs a trip to the slow path, which recomputes it.
+	 */
+	_Atomic uint64_t limit_cycles;
 	_Atomic uint64_t claimed;
 	_Atomic uint64_t longest_cycles;	/* os_cycles(); ns only when read */
 	_Atomic uint64_t slow;
 	_Atomic uint64_t warn_after_ns;	/* rate limit of the "too long" warning */
+	unsigned type;
+	unsigned state;			/* enum nmi_slot_state, writers' lock */
 	char name[NMI_NAME_MAX];
 } NK_CACHE_ALIGNED;
+
+_Static_assert(offsetof(struct nmi_action, claimed) + sizeof(uint64_t) <= NK_CACHELINE,
+	       "the walk's fields of a handler share one cache line");
 
 static struct nmi_action nmi_actions[NMI_MAX_HANDLERS];
 static _Atomic(struct nmi_action *) nmi_chains[NMI_TYPE_COUNT];
@@ -267,6 +281,7 @@ int nmi_register(unsigned type, const char *name, nmi_handler_fn fn, unsigned fl
 	atomic_store_explicit(&a->calls, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->claimed, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->longest_cycles, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->limit_cycles, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->slow, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->warn_after_ns, 0, memory_order_relaxed);
 
@@ -448,40 +463,80 @@ static uint64_t nmi_cycles_to_ns(uint64_t cycles)
 
 /*
  * nmi_longest_ns in cycles, recomputed when the parameter changes.  NMI
- * context: two relaxed loads in the common case; a CPU that races with
- * another's update uses the old or the new threshold for this one NMI.
+ * context: the walk compares the parameter with the value last converted
+ * (two loads per NMI); the CPU that sees a change converts it.
  */
 static _Atomic uint64_t nmi_slow_ns_seen = UINT64_MAX;
 static _Atomic uint64_t nmi_slow_cycles;
+static atomic_flag nmi_slow_updating = ATOMIC_FLAG_INIT;
 
-static __attribute__((noinline)) void nmi_slow_threshold_update(uint64_t ns)
+/*
+ * A handler's limit_cycles := min(longest_cycles, nmi_slow_cycles).  NMI
+ * context, lock-free.  The value stored is never above the current minimum:
+ * longest_cycles only grows while the slot is linked, and the threshold is
+ * read again after the store.  A threshold update in between is either seen
+ * by that second read (and we store again), or comes after our store in the
+ * seq_cst order, and then its own zeroing of every limit (below) lands after
+ * ours.  Two CPUs refreshing the same handler may leave the smaller of their
+ * two values: too low, which only sends the next call to the slow path.
+ */
+static void nmi_limit_refresh(struct nmi_action *a)
 {
-	/* ns <= 10^10 (the parameter's range), cycles/ms < 2^33: no overflow. */
-	atomic_store_explicit(&nmi_slow_cycles, ns * os_cycles_per_ms() / 1000000,
-			      memory_order_relaxed);
-	atomic_store_explicit(&nmi_slow_ns_seen, ns, memory_order_relaxed);
-}
+	uint64_t thr, lim;
 
-static inline __attribute__((always_inline)) uint64_t nmi_slow_threshold(void)
-{
-	uint64_t ns = nmi_longest_ns;
-
-	if (NK_UNLIKELY(ns != atomic_load_explicit(&nmi_slow_ns_seen, memory_order_relaxed)))
-		nmi_slow_threshold_update(ns);
-	return atomic_load_explicit(&nmi_slow_cycles, memory_order_relaxed);
+	do {
+		thr = atomic_load_explicit(&nmi_slow_cycles, memory_order_seq_cst);
+		lim = atomic_load_explicit(&a->longest_cycles, memory_order_relaxed);
+		if (lim > thr)
+			lim = thr;
+		atomic_store_explicit(&a->limit_cycles, lim, memory_order_seq_cst);
+	} while (atomic_load_explicit(&nmi_slow_cycles, memory_order_seq_cst) != thr);
 }
 
 /*
- * A call that set a new longest time or crossed the threshold.  NMI
- * context: per-handler counters are shared by all CPUs, so atomic
- * read-modify-writes; the warning goes through the lock-free log and a
- * per-handler rate limit.
+ * The parameter changed: convert it, then zero every handler's limit so that
+ * each one's next call takes the slow path and recomputes its limit against
+ * the new threshold (a lower threshold must catch calls at once; a higher one
+ * is picked up lazily).  NMI context: one CPU converts at a time, the others
+ * only try the flag and keep the old threshold for this NMI (they see
+ * nmi_slow_ns_seen still differ on their next NMI).  The flag keeps the
+ * cycles and nmi_slow_ns_seen of one conversion together.
+ */
+static __attribute__((noinline)) void nmi_slow_threshold_update(void)
+{
+	uint64_t ns;
+
+	if (atomic_flag_test_and_set_explicit(&nmi_slow_updating, memory_order_acquire))
+		return;
+	ns = nmi_longest_ns;
+	/* ns <= 10^10 (the parameter's range), cycles/ms < 2^33: no overflow. */
+	atomic_store_explicit(&nmi_slow_cycles, ns * os_cycles_per_ms() / 1000000,
+			      memory_order_seq_cst);
+	for (size_t i = 0; i < NK_ARRAY_SIZE(nmi_actions); i++)
+		atomic_store_explicit(&nmi_actions[i].limit_cycles, 0, memory_order_seq_cst);
+	atomic_store_explicit(&nmi_slow_ns_seen, ns, memory_order_relaxed);
+	atomic_flag_clear_explicit(&nmi_slow_updating, memory_order_release);
+}
+
+static inline __attribute__((always_inline)) void nmi_slow_threshold_check(void)
+{
+	if (NK_UNLIKELY(nmi_longest_ns !=
+			atomic_load_explicit(&nmi_slow_ns_seen, memory_order_relaxed)))
+		nmi_slow_threshold_update();
+}
+
+/*
+ * A call longer than its handler's limit: a new longest time, a call over
+ * the threshold, or a limit left low by a refresh.  NMI context:
+ * per-handler counters are shared by all CPUs, so atomic read-modify-writes;
+ * the warning goes through the lock-free log and a per-handler rate limit.
  */
 static __attribute__((noinline)) void nmi_account_slow(struct nmi_action *a, uint64_t cycles)
 {
 	uint64_t ns;
 
 	nk_atomic_max_u64(&a->longest_cycles, cycles);
+	nmi_limit_refresh(a);
 	ns = nmi_cycles_to_ns(cycles);
 	if (ns <= nmi_longest_ns)
 		return;
@@ -492,6 +547,78 @@ static __attribute__((noinline)) void nmi_account_slow(struct nmi_action *a, uin
 		       a->name, (unsigned long long)(ns / 1000000),
 		       (unsigned long long)(ns % 1000000 / 1000));
 }
+
+/*
+ * Three steps of the walk written so that each is one or two instructions on
+ * x86-64 (gcc copies registers around an acquire load, and compares an
+ * atomic only after loading it into a register).
+ *
+ * nmi_next(): the acquire load of a link, as a relaxed load followed by an
+ * acquire fence: the same ordering in C11 (everything after the fence sees
+ * what the writer stored before its release store of the link), and on
+ * x86-64 a single `mov`.  ThreadSanitizer does not model fences, so a
+ * sanitizer build uses the acquire load itself.
+ *
+ * nmi_elapsed(): d = now - *t and *t = now, as a subtract and an add.
+ *
+ * nmi_over_limit(): d > *lim, one compare against memory (one single read
+ * of the limit; no ordering is needed: a stale limit is corrected on the
+ * slow path, see nmi_limit_refresh()).
+ *
+ * The #else forms are the portable C11 meaning of each.
+ */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define NMI_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define NMI_TSAN 1
+#endif
+
+static inline __attribute__((always_inline)) struct nmi_action *
+nmi_next(struct nmi_action *a)
+{
+#if defined(NMI_TSAN)
+	return atomic_load_explicit(&a->next, memory_order_acquire);
+#else
+	struct nmi_action *n = atomic_load_explicit(&a->next, memory_order_relaxed);
+
+	atomic_thread_fence(memory_order_acquire);
+	return n;
+#endif
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+static inline __attribute__((always_inline)) uint64_t nmi_elapsed(uint64_t now, uint64_t *t)
+{
+	__asm__("subq %[t], %[d]\n\taddq %[d], %[t]" : [d] "+r"(now), [t] "+r"(*t));
+	return now;
+}
+
+static inline __attribute__((always_inline)) bool nmi_over_limit(uint64_t d,
+								  const _Atomic uint64_t *lim)
+{
+	bool over;
+
+	__asm__("cmpq %[lim], %[d]" : "=@cca"(over)
+		: [d] "r"(d), [lim] "m"(*(const uint64_t *)lim));
+	return over;
+}
+#else
+static inline uint64_t nmi_elapsed(uint64_t now, uint64_t *t)
+{
+	uint64_t d = now - *t;
+
+	*t = now;
+	return d;
+}
+
+static inline bool nmi_over_limit(uint64_t d, const _Atomic uint64_t *lim)
+{
+	return d > atomic_load_explicit(lim, memory_order_relaxed);
+}
+#endif
 
 /*
  * Call every handler on chain `type` and return the sum of their claims.
@@ -505,33 +632,35 @@ static __attribute__((noinline)) void nmi_account_slow(struct nmi_action *a, uin
  *
  * Each call is timed: one os_cycles() before the first handler, then one
  * after each, which is also the start of the next call (the loop's own few
- * instructions are charged to the handler before them).
+ * instructions, and the claim's accounting, are charged to the handler
+ * before them).  One compare per call against the handler's limit_cycles
+ * decides whether the slow path must look at it.
  */
 static inline __attribute__((always_inline)) int nmi_walk(unsigned type, struct nmi_frame *f)
 {
 	struct nmi_action *a;
-	uint64_t t, limit;
+	uint64_t t;
 	int sum = 0;
 
 	a = atomic_load_explicit(&nmi_chains[type], memory_order_acquire);
 	if (!a)
 		return 0;
-	limit = nmi_slow_threshold();
+	nmi_slow_threshold_check();
 	t = nk_os_cycles();
 	do {
 		int n = a->fn(type, f);
-		uint64_t d = nk_os_cycles() - t;
+		uint64_t d;
 
-		t += d;
-		nk_atomic_inc(&a->calls);
+		/* Tested before the clock read, which would clobber it on x86. */
 		if (NK_UNLIKELY(n > 0)) {
 			atomic_fetch_add_explicit(&a->claimed, (uint64_t)n, memory_order_relaxed);
 			sum += n;
 		}
-		if (NK_UNLIKELY(d > limit ||
-				d > atomic_load_explicit(&a->longest_cycles, memory_order_relaxed)))
+		d = nmi_elapsed(nk_os_cycles(), &t);
+		nk_atomic_inc(&a->calls);
+		if (NK_UNLIKELY(nmi_over_limit(d, &a->limit_cycles)))
 			nmi_account_slow(a, d);
-		a = atomic_load_explicit(&a->next, memory_order_acquire);
+		a = nmi_next(a);
 	} while (a);
 	return sum;
 }

@@ -588,6 +588,80 @@ static void nmi_longest_ns_sets_the_warning_threshold(void)
 	CHECK(tos_log_has("NMI handler (slow) took too long to run: 6.000 msecs"));
 }
 
+/*
+ * The walk compares each call with one per-handler limit, min(longest,
+ * threshold).  Lowering nmi_longest_ns below a handler's longest must catch
+ * the next call between the two at once: the threshold update zeroes every
+ * limit.  (Without that zeroing this test fails: the 2 ms call stays under
+ * the old 4 ms limit and nothing is reported.)
+ */
+static void lowered_threshold_catches_calls_under_the_old_longest(void)
+{
+	CHECK_EQ(nmi_register(NMI_LOCAL, "slow", h_slow, 0), NMI_OK);
+	nmi_longest_ns = 5 * MS;
+	slow_ns = 4 * MS;
+	tos_nmi(0, 0x1000);
+	CHECK_EQ(handler("slow").longest_ns, 4 * MS);
+	CHECK(!tos_log_has("took too long"));
+
+	nmi_longest_ns = 1 * MS;
+	slow_ns = 2 * MS;
+	tos_nmi(0, 0x2000);
+	CHECK(tos_log_has("NMI handler (slow) took too long to run: 2.000 msecs"));
+	CHECK_EQ(handler("slow").slow, 1);
+	CHECK_EQ(handler("slow").longest_ns, 4 * MS);
+}
+
+/*
+ * Raising the threshold: calls between the old and the new one are no
+ * longer slow, and a new longest under the new threshold is still recorded.
+ */
+static void raised_threshold_stops_warning_and_keeps_longest(void)
+{
+	CHECK_EQ(nmi_register(NMI_LOCAL, "slow", h_slow, 0), NMI_OK);
+	slow_ns = 2 * MS;
+	tos_nmi(0, 0x1000);
+	CHECK_EQ(handler("slow").slow, 1);
+
+	nmi_longest_ns = 10 * MS;
+	tos_advance(6 * SEC);	/* past the warning's rate limit */
+	slow_ns = 3 * MS;
+	tos_nmi(0, 0x2000);
+	slow_ns = 2500 * 1000;
+	tos_nmi(0, 0x3000);
+	CHECK_EQ(tos_log_count("took too long"), 1);
+	CHECK_EQ(handler("slow").slow, 1);
+	CHECK_EQ(handler("slow").longest_ns, 3 * MS);
+	CHECK_EQ(handler("slow").calls, 3);
+}
+
+/* Each handler has its own limit: one handler's long calls raise no other's. */
+static uint64_t quick_ns;
+
+static int h_quick(unsigned type, struct nmi_frame *f)
+{
+	(void)type; (void)f;
+	tos_advance(quick_ns);
+	return 0;
+}
+
+static void each_handler_keeps_its_own_longest(void)
+{
+	CHECK_EQ(nmi_register(NMI_LOCAL, "slow", h_slow, 0), NMI_OK);
+	CHECK_EQ(nmi_register(NMI_LOCAL, "quick", h_quick, 0), NMI_OK);
+	slow_ns = 800 * 1000;
+	quick_ns = 100 * 1000;
+	tos_nmi(0, 0x1000);
+	quick_ns = 300 * 1000;	/* a new longest for "quick", under "slow"'s */
+	tos_nmi(0, 0x2000);
+	quick_ns = 200 * 1000;
+	tos_nmi(0, 0x3000);
+	CHECK_EQ(handler("quick").longest_ns, 300 * 1000);
+	CHECK_EQ(handler("slow").longest_ns, 800 * 1000);
+	CHECK_EQ(handler("quick").calls, 3);
+	CHECK(!tos_log_has("took too long"));
+}
+
 /* --- unregister waits ------------------------------------------------------ */
 
 static atomic_bool cpu1_inside, cpu1_release, cpu1_left;
@@ -996,6 +1070,9 @@ const struct tap_test nmi_tests[] = {
 	TAP_TEST(user_mode_and_arch_nested_counted),
 	TAP_TEST(long_handler_warns_rate_limited_and_longest_kept),
 	TAP_TEST(nmi_longest_ns_sets_the_warning_threshold),
+	TAP_TEST(lowered_threshold_catches_calls_under_the_old_longest),
+	TAP_TEST(raised_threshold_stops_warning_and_keeps_longest),
+	TAP_TEST(each_handler_keeps_its_own_longest),
 	TAP_TEST(unregister_waits_for_cpu_inside_nmi),
 	TAP_TEST(unregister_warns_when_a_cpu_stays_in_nmi),
 	TAP_TEST(unregister_skips_cpus_outside_nmi_and_offline),
