@@ -57,6 +57,7 @@ int NK_STRFN(strcmp)(const char *a, const char *b);
 int NK_STRFN(strncmp)(const char *a, const char *b, size_t n);
 char *NK_STRFN(strchr)(const char *s, int c);
 char *NK_STRFN(strrchr)(const char *s, int c);
+char *NK_STRFN(strstr)(const char *hay, const char *needle);
 
 NK_NO_LIBCALL void *NK_STRFN(memcpy)(void *dst, const void *src, size_t n)
 {
@@ -202,6 +203,19 @@ NK_NO_LIBCALL char *NK_STRFN(strrchr)(const char *s, int c)
 			last = s;
 		if (!*s)
 			return (char *)(uintptr_t)last;
+	}
+}
+
+/* The first place `needle` occurs in `hay` (hay itself for ""), or NULL. */
+NK_NO_LIBCALL char *NK_STRFN(strstr)(const char *hay, const char *needle)
+{
+	size_t n = NK_STRFN(strlen)(needle);
+
+	for (;; hay++) {
+		if (NK_STRFN(strncmp)(hay, needle, n) == 0)
+			return (char *)(uintptr_t)hay;
+		if (!*hay)
+			return NULL;
 	}
 }
 

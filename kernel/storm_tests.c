@@ -351,15 +351,6 @@ static bool storm_watchdog;
 NK_PARAM_BOOL("storm_watchdog", storm_watchdog,
 	      "storm.all_to_all: the HPET NMI watchdog must run through the storm, reach every CPU, report nothing");
 
-static bool contains(const char *hay, const char *needle)
-{
-	size_t n = strlen(needle);
-	for (; *hay; hay++)
-		if (strncmp(hay, needle, n) == 0)
-			return true;
-	return false;
-}
-
 /* The churn thread: registers and unregisters handlers for as long as the storm runs. */
 #define CHURN_HANDLERS	3
 
@@ -469,8 +460,8 @@ static unsigned warnings_since(uint64_t seq, bool allow_unknown, unsigned *timin
 		if (allow_unknown && (strncmp(rec.text, "Uhhuh. NMI received", 19) == 0 ||
 				      strncmp(rec.text, "Dazed and confused", 18) == 0))
 			continue;
-		bool slow = strncmp(rec.text, "NMI handler (", 13) == 0 && contains(rec.text, "took too long");
-		bool waiting = contains(rec.text, "still waiting for CPU");
+		bool slow = strncmp(rec.text, "NMI handler (", 13) == 0 && strstr(rec.text, "took too long");
+		bool waiting = strstr(rec.text, "still waiting for CPU");
 		if (slow || waiting) {
 			if (*timing < 3)
 				kt_diag("host timing, not counted: %s", rec.text);

@@ -27,6 +27,7 @@ int nkt_strcmp(const char *a, const char *b);
 int nkt_strncmp(const char *a, const char *b, size_t n);
 char *nkt_strchr(const char *s, int c);
 char *nkt_strrchr(const char *s, int c);
+char *nkt_strstr(const char *hay, const char *needle);
 
 /* Compare nk_snprintf with the C library for one format and argument. */
 #define SAME_AS_LIBC(fmt, ...)							\
@@ -287,6 +288,7 @@ static void string_str_functions_match_libc(void)
 			CHECK(sign(nkt_strcmp(s[i], s[j])) == sign(strcmp(s[i], s[j])));
 			for (size_t m = 0; m < 6; m++)
 				CHECK(sign(nkt_strncmp(s[i], s[j], m)) == sign(strncmp(s[i], s[j], m)));
+			CHECK(nkt_strstr(s[i], s[j]) == strstr(s[i], s[j]));
 		}
 	}
 }
