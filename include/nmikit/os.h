@@ -27,6 +27,25 @@
 /* Saved interrupt state, opaque to the core (RFLAGS on x86). */
 typedef unsigned long os_irqflags_t;
 
+/*
+ * Inline hooks (optional).  A port may give core/ its hottest hooks as
+ * static inline functions: it builds core/ with NMIKIT_OS_INLINE_HEADER
+ * naming its header (e.g. -DNMIKIT_OS_INLINE_HEADER='"arch/os_inline.h"'),
+ * which is included here.  For each hook it defines, the header also
+ * defines the matching macro, and this file then leaves out that hook's
+ * extern declaration:
+ *   NMIKIT_OS_INLINE_CPU_ID     os_cpu_id()
+ *   NMIKIT_OS_INLINE_IRQ_SAVE   os_local_irq_save() and os_local_irq_restore()
+ *   NMIKIT_OS_INLINE_CPU_RELAX  os_cpu_relax()
+ * The contract of each hook is unchanged (NMI-safety included).  The port
+ * still provides the out-of-line function for code built without the
+ * header.  The header is compiled into core/: it may include nothing but
+ * freestanding headers and constants (docs/porting.md).
+ */
+#ifdef NMIKIT_OS_INLINE_HEADER
+#include NMIKIT_OS_INLINE_HEADER
+#endif
+
 /* External NMI reasons, as abstract bits (x86: port 0x61 bits 7 and 6). */
 #define OS_NMI_REASON_SERR	0x1u	/* system error, e.g. PCI SERR# */
 #define OS_NMI_REASON_IOCHK	0x2u	/* I/O channel check */
@@ -39,7 +58,9 @@ typedef unsigned long os_irqflags_t;
  * NMI-safe: yes.  Must work whatever the interrupted code was doing (on x86 a
  * paranoid NMI entry has already made the GS base right before calling C).
  */
+#ifndef NMIKIT_OS_INLINE_CPU_ID
 unsigned os_cpu_id(void);
+#endif
 
 /*
  * How many CPUs can ever be online (the highest CPU number + 1), at most
@@ -61,7 +82,9 @@ bool os_cpu_online(unsigned cpu);
  * waits for).
  * NMI-safe: yes.
  */
+#ifndef NMIKIT_OS_INLINE_CPU_RELAX
 void os_cpu_relax(void);
+#endif
 
 /* --- time --------------------------------------------------------------- */
 
@@ -111,8 +134,10 @@ static inline uint64_t nk_os_cycles(void)
  * restore it.  NMIs are not affected.
  * NMI-safe: yes.
  */
+#ifndef NMIKIT_OS_INLINE_IRQ_SAVE
 os_irqflags_t os_local_irq_save(void);
 void os_local_irq_restore(os_irqflags_t flags);
+#endif
 
 /*
  * Send an NMI to `cpu` (which may be the caller).
