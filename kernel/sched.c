@@ -430,10 +430,62 @@ static bool steal_task(unsigned int me)
 	return false;
 }
 
+/*
+ * Is there anything for the idle loop to do?  A task in this CPU's queue,
+ * or (a hint, which steal_task() confirms under the lock) a movable task
+ * queued on some CPU.  Called with interrupts off while RCU is NOT
+ * watching this CPU: it only loads plain counters and pointers, never
+ * dereferences a task, takes no lock, and is no RCU reader.  This CPU's
+ * own counts are 0 whenever its queue is empty, so the scan need not skip
+ * it; a nonzero count of a CPU that is not up is ignored, as steal_task()
+ * ignores it.
+ *
+ * What wakes an idle CPU and whether this sees it: a task woken or queued
+ * for this CPU (task_wake, the tick waking a sleeper, a new task, the RCU
+ * callback thread, the soft-lockup thread) is in rq->head before the
+ * reschedule IPI or the tick returns; irq_work runs inside its own IPI's
+ * handler and leaves nothing for the idle loop; an NMI handler takes no
+ * run-queue lock, so it cannot queue a task (it can only raise irq_work,
+ * which is an IPI).  Nothing else makes work for this loop.
+ */
+static inline bool idle_has_work(const struct runqueue *rq, const struct runqueue *end)
+{
+	if (__atomic_load_n(&rq->head, __ATOMIC_RELAXED))
+		return true;
+	const struct runqueue *q = runqueues;	/* end > runqueues: CPU 0 exists */
+	do {
+		if (__atomic_load_n(&q->nr_movable, __ATOMIC_RELAXED) && q->up)
+			return true;
+	} while (++q < end);
+	return false;
+}
+
+/*
+ * The idle loop.  Interrupts off while it decides; then, with preemption
+ * off (an interrupt that asks for a switch must not switch away from a
+ * CPU that RCU is ignoring), it enters RCU's extended quiescent state and
+ * halts with `sti; hlt`: the STI shadow holds any interrupt that arrives
+ * after the check until HLT has begun, so a wake-up IPI cannot slip in
+ * between and be slept through.
+ *
+ * After a wake-up it looks for work again with interrupts off and while
+ * STILL quiescent, and halts again at once when there is none: a wake-up
+ * by an NMI (which makes RCU watch only for its handler, rcu_nmi_enter/
+ * exit) or by a tick with nothing to run leaves the quiescent state
+ * untouched.  Only when there is work does it leave the quiescent state,
+ * and before anything that could read under RCU runs here: the
+ * rcu_idle_exit() comes before schedule() and before steal_task().
+ * Interrupt handlers that wake the CPU (tick, IPIs, irq_work) run while
+ * it is quiescent, unwatched: none of nmikit's is an RCU reader, and
+ * rcu_read_lock() warns if one becomes one (docs/rcu-nmi.md).  The HLT
+ * stays in this function (tests recognise an idle CPU by it).
+ */
 _Noreturn void sched_idle(void)
 {
 	unsigned int me = this_cpu_id();
 	struct runqueue *rq = &runqueues[me];
+	/* cpus_possible is final before any CPU reaches its idle loop (smp.c). */
+	const struct runqueue *end = &runqueues[cpus_possible];
 
 	for (;;) {
 		irq_disable();
@@ -442,11 +494,14 @@ _Noreturn void sched_idle(void)
 			schedule();
 			continue;
 		}
-		/*
-		 * sti; hlt: a wake-up IPI between the check and HLT still ends
-		 * the HLT.  RCU treats the CPU as idle meanwhile (rcu_setup.c).
-		 */
-		rcu_idle_halt();
+		preempt_disable();
+		rcu_idle_enter();
+		do {
+			irq_enable_and_halt();	/* sti; hlt */
+			irq_disable();
+		} while (!idle_has_work(rq, end));
+		rcu_idle_exit();
+		preempt_enable_no_resched();
 	}
 }
 
