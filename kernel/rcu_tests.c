@@ -1,7 +1,8 @@
 /*
  * rcu_tests.c: in-kernel tests of nmikit's RCU (suite "rcu"): idle CPUs
  * are seen idle through their dynticks counters, NMIs and #BP/#DB/#MC
- * hooks that interrupt idle run watched, a grace period waits for thread
+ * hooks that interrupt idle run watched, an NMI-only wake-up leaves the
+ * CPU quiescent, a grace period waits for thread
  * readers, for NMI handlers that came from idle and for a running handler
  * being unregistered, busy kernel code and ring-3 code pass quiescent states
  * by the tick, rcu_user_enter() makes a CPU quiescent, and call_rcu runs its
@@ -66,6 +67,11 @@ static uint64_t ms_since(uint64_t t0)
 
 /* --- idle CPUs ------------------------------------------------------------ */
 
+static void noop_thread(void *arg)
+{
+	(void)arg;
+}
+
 KTEST(rcu, idle_cpus_are_seen_idle)
 {
 	int cpu = other_cpu();
@@ -73,12 +79,21 @@ KTEST(rcu, idle_cpus_are_seen_idle)
 		KT_SKIP("needs a second CPU");
 	uint64_t d0 = rcu_dynticks_read((unsigned)cpu);
 	bool seen_even = WAIT_FOR(!(rcu_dynticks_read((unsigned)cpu) & 1), 1000);
+	/*
+	 * Work for it: each thread takes it out of idle and back.  (A tick
+	 * with nothing to run does not: the idle loop stays quiescent.)
+	 */
+	for (int i = 0; i < 2; i++) {
+		struct task *t = task_create_kernel("rcu-noop", noop_thread, NULL, cpu);
+		KT_ASSERT_NOT_NULL(t);
+		task_wait(t, NULL);
+	}
 	bool moved = WAIT_FOR(rcu_dynticks_read((unsigned)cpu) >= d0 + 4, 2000);
 
 	kt_diag("CPU %d dynticks %llu -> %llu", cpu, (unsigned long long)d0,
 		(unsigned long long)rcu_dynticks_read((unsigned)cpu));
 	KT_EXPECT_TRUE(seen_even);	/* idle: RCU does not watch it */
-	KT_EXPECT_TRUE(moved);		/* and it wakes (ticks) and sleeps again */
+	KT_EXPECT_TRUE(moved);		/* and it leaves idle for work, and goes back */
 	KT_EXPECT_TRUE(rcu_is_watching());
 	KT_EXPECT_EQ(rcu_nmi_nesting_read(this_cpu_id()), RCU_NESTING_NONIDLE);
 	KT_EXPECT_EQ(rcu_warnings(RCU_WARN_KINDS), 0);
@@ -126,6 +141,47 @@ KTEST(rcu, nmi_from_idle_is_watched)
 	KT_EXPECT_GT(seen, 0);
 	KT_EXPECT_EQ(unwatched, 0);
 	KT_EXPECT_GT(rcu_nmi_from_idle((unsigned)cpu) - idle0, 0);
+	KT_EXPECT_EQ(rcu_warnings(RCU_WARN_KINDS), 0);
+}
+
+/*
+ * An NMI that wakes an idle CPU with nothing to do leaves the CPU in its
+ * extended quiescent state: the idle loop looks for work while still
+ * quiescent and halts again (kernel/sched.c, sched_idle).  Each NMI from
+ * idle moves dynticks by exactly 2 (its rcu_nmi_enter/exit); each time
+ * the idle loop leaves and re-enters the quiescent state moves it by 2
+ * more.  An idle loop that leaves it on every wake-up (as it did before)
+ * makes at least one exit per NMI from idle, and fails here.
+ */
+KTEST(rcu, nmi_wakeup_keeps_idle_quiescent)
+{
+	int cpu = other_cpu();
+	if (cpu < 0)
+		KT_SKIP("needs a second CPU");
+	KT_ASSERT_EQ(nmi_register(NMI_LOCAL, "rcu-quiet", watch_handler, 0), NMI_OK);
+	WAIT_FOR(!(rcu_dynticks_read((unsigned)cpu) & 1), 1000);
+	unsigned long seen0 = atomic_load(&nmi_seen);
+	uint64_t d0 = rcu_dynticks_read((unsigned)cpu), f0 = rcu_nmi_from_idle((unsigned)cpu);
+	for (int i = 0; i < 32; i++) {
+		atomic_fetch_add(&nmi_pending, 1);
+		os_send_nmi((unsigned)cpu);
+		uint64_t end = os_timestamp_ns() + 100 * 1000000ull;
+		while (atomic_load(&nmi_pending) && os_timestamp_ns() < end)
+			cpu_relax();
+	}
+	uint64_t moves = rcu_dynticks_read((unsigned)cpu) - d0;
+	uint64_t from_idle = rcu_nmi_from_idle((unsigned)cpu) - f0;
+	unsigned long seen = atomic_load(&nmi_seen) - seen0;
+	nmi_unregister(NMI_LOCAL, "rcu-quiet");
+	/* An exit without its re-entry yet (odd end) counts as one. */
+	uint64_t exits = moves >= 2 * from_idle ? (moves - 2 * from_idle + 1) / 2 : 0;
+	kt_diag("CPU %d: 32 NMIs sent, %lu handled, %llu from idle; dynticks moved %llu: "
+		"%llu idle-loop exits", cpu, seen, (unsigned long long)from_idle,
+		(unsigned long long)moves, (unsigned long long)exits);
+	KT_EXPECT_EQ(seen, 32);
+	KT_EXPECT_GE(moves, 2 * from_idle);
+	KT_EXPECT_GE(from_idle, 16);
+	KT_EXPECT_LT(exits, from_idle / 2);
 	KT_EXPECT_EQ(rcu_warnings(RCU_WARN_KINDS), 0);
 }
 
