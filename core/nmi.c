@@ -90,6 +90,17 @@ static atomic_flag nmi_writers = ATOMIC_FLAG_INIT;
 static atomic_flag nmi_reason_lock = ATOMIC_FLAG_INIT;
 static _Atomic unsigned nmi_owner_cpu;		/* reads external reasons */
 
+/*
+ * Doorbell callbacks, one slot per bit: slots of nmi_actions (so they are
+ * timed, counted and listed like chain handlers) with type NMI_DOORBELL,
+ * in no chain.  Written under the writers' lock; the dispatch reads a bit's
+ * pointer with an acquire load.
+ */
+static _Atomic(struct nmi_action *) nmi_bells[NMI_DOORBELL_BITS];
+
+#define NMI_BELL_RUNG	0x00000000ffffffffull
+#define NMI_BELL_LISTEN	0xffffffff00000000ull
+
 static _Atomic(nmi_emergency_fn) nmi_emergency;
 static _Atomic uint64_t nmi_unknown_warn_after;
 static _Atomic uint64_t nmi_external_warn_after;
@@ -110,6 +121,13 @@ struct nmi_counters {
 
 struct nmi_cpu {
 	_Atomic unsigned state;		/* enum nmi_cpu_state */
+	/*
+	 * The doorbell: rung bits (low half) and listen bits (high half) in
+	 * one word, so the dispatch tests both with one load.  Any CPU rings
+	 * or listens (atomic OR / AND); only this CPU's dispatch takes rung
+	 * bits.  See nmi_bells_run().
+	 */
+	_Atomic uint64_t bell;
 	_Atomic uint64_t seq;		/* odd while inside nmi_entry() */
 	_Atomic bool parked;		/* stopped by a shootdown */
 	/*
@@ -211,6 +229,8 @@ const char *nmi_type_name(unsigned type)
 		[NMI_IO_CHECK] = "IO_CHECK",
 	};
 
+	if (type == NMI_DOORBELL)
+		return "DOORBELL";
 	return type < NMI_TYPE_COUNT ? names[type] : "?";
 }
 
@@ -235,6 +255,27 @@ static struct nmi_action *nmi_alloc_slot(void)
 		if (nmi_actions[i].state == SLOT_FREE)
 			return &nmi_actions[i];
 	return NULL;
+}
+
+/*
+ * Fill a free slot completely, before it becomes reachable (the caller
+ * publishes it with a release store).  Writers' lock held.
+ */
+static void nmi_fill_slot(struct nmi_action *a, unsigned type, const char *name, size_t len,
+			  nmi_handler_fn fn)
+{
+	for (size_t i = 0; i < NMI_NAME_MAX; i++)
+		a->name[i] = i < len ? name[i] : '\0';
+	a->fn = fn;
+	a->type = type;
+	a->state = SLOT_LIVE;
+	atomic_store_explicit(&a->next, NULL, memory_order_relaxed);
+	atomic_store_explicit(&a->calls, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->claimed, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->longest_cycles, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->limit_cycles, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->slow, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->warn_after_ns, 0, memory_order_relaxed);
 }
 
 int nmi_register(unsigned type, const char *name, nmi_handler_fn fn, unsigned flags)
@@ -271,19 +312,7 @@ int nmi_register(unsigned type, const char *name, nmi_handler_fn fn, unsigned fl
 		err = NMI_ENOSPC;
 		goto out;
 	}
-
-	/* Fill the slot completely before it becomes reachable. */
-	for (size_t i = 0; i < NMI_NAME_MAX; i++)
-		a->name[i] = i < len ? name[i] : '\0';
-	a->fn = fn;
-	a->type = type;
-	a->state = SLOT_LIVE;
-	atomic_store_explicit(&a->calls, 0, memory_order_relaxed);
-	atomic_store_explicit(&a->claimed, 0, memory_order_relaxed);
-	atomic_store_explicit(&a->longest_cycles, 0, memory_order_relaxed);
-	atomic_store_explicit(&a->limit_cycles, 0, memory_order_relaxed);
-	atomic_store_explicit(&a->slow, 0, memory_order_relaxed);
-	atomic_store_explicit(&a->warn_after_ns, 0, memory_order_relaxed);
+	nmi_fill_slot(a, type, name, len, fn);
 
 	/*
 	 * Publish with a release store: a CPU that reaches the slot through an
@@ -352,12 +381,32 @@ void nmi_set_synchronize(void (*fn)(void))
 	atomic_store_explicit(&nmi_sync_fn, fn, memory_order_release);
 }
 
+/*
+ * An unlinked (DYING) slot: wait until no NMI can still be calling it, then
+ * free it.  The caller has made it unreachable with a release store.
+ */
+static void nmi_retire_slot(struct nmi_action *a)
+{
+	void (*sync)(void);
+	os_irqflags_t irq;
+
+	atomic_thread_fence(memory_order_seq_cst);
+	sync = atomic_load_explicit(&nmi_sync_fn, memory_order_acquire);
+	if (sync)
+		sync();		/* a grace period: every NMI that saw `a` is over */
+	else
+		nmi_wait_for_walkers(a->name);
+
+	irq = nmi_writers_lock();
+	a->state = SLOT_FREE;
+	nmi_writers_unlock(irq);
+}
+
 int nmi_unregister(unsigned type, const char *name)
 {
 	_Atomic(struct nmi_action *) *link;
 	struct nmi_action *a;
 	os_irqflags_t irq;
-	void (*sync)(void);
 
 	if (nmi_in_nmi())
 		return NMI_EINNMI;
@@ -382,18 +431,102 @@ int nmi_unregister(unsigned type, const char *name)
 			      memory_order_release);
 	a->state = SLOT_DYING;
 	nmi_writers_unlock(irq);
+	nmi_retire_slot(a);
+	return NMI_OK;
+}
 
-	atomic_thread_fence(memory_order_seq_cst);
-	sync = atomic_load_explicit(&nmi_sync_fn, memory_order_acquire);
-	if (sync)
-		sync();		/* a grace period: every NMI that saw `a` is over */
-	else
-		nmi_wait_for_walkers(a->name);
+/* --- doorbells ----------------------------------------------------------- */
+
+int nmi_doorbell_register(unsigned bit, const char *name, nmi_handler_fn fn)
+{
+	struct nmi_action *a;
+	os_irqflags_t irq;
+	size_t len;
+	int err = NMI_OK;
+
+	if (nmi_in_nmi())
+		return NMI_EINNMI;
+	if (bit >= NMI_DOORBELL_BITS)
+		return NMI_ERANGE;
+	if (!fn || !name || !name[0])
+		return NMI_EINVAL;
+	len = nmi_strnlen(name, NMI_NAME_MAX);
+	if (len >= NMI_NAME_MAX)
+		return NMI_ENAMETOOLONG;
 
 	irq = nmi_writers_lock();
-	a->state = SLOT_FREE;
+	if (atomic_load_explicit(&nmi_bells[bit], memory_order_relaxed)) {
+		err = NMI_EBUSY;
+		goto out;
+	}
+	a = nmi_alloc_slot();
+	if (!a) {
+		err = NMI_ENOSPC;
+		goto out;
+	}
+	nmi_fill_slot(a, NMI_DOORBELL, name, len, fn);
+	/* Release: a dispatch that loads the pointer sees the filled slot. */
+	atomic_store_explicit(&nmi_bells[bit], a, memory_order_release);
+out:
 	nmi_writers_unlock(irq);
+	return err;
+}
+
+int nmi_doorbell_unregister(unsigned bit)
+{
+	struct nmi_action *a;
+	os_irqflags_t irq;
+
+	if (nmi_in_nmi())
+		return NMI_EINNMI;
+	if (bit >= NMI_DOORBELL_BITS)
+		return NMI_ERANGE;
+	irq = nmi_writers_lock();
+	a = atomic_load_explicit(&nmi_bells[bit], memory_order_relaxed);
+	if (a) {
+		atomic_store_explicit(&nmi_bells[bit], NULL, memory_order_release);
+		a->state = SLOT_DYING;
+	}
+	nmi_writers_unlock(irq);
+	if (!a)
+		return NMI_ENOENT;
+	nmi_retire_slot(a);
 	return NMI_OK;
+}
+
+/*
+ * NMI-safe: yes.  Sequentially consistent OR: the caller's request state,
+ * written before, is visible to the dispatch that takes the bit (its
+ * read-modify-write reads this OR's value), and the NMI sent after cannot
+ * be delivered before the bit is set (on x86 a locked instruction orders
+ * the later ICR write after it).
+ */
+void nmi_doorbell_ring(unsigned cpu, unsigned bit)
+{
+	if (cpu >= NMIKIT_MAX_CPUS || bit >= NMI_DOORBELL_BITS)
+		return;
+	atomic_fetch_or_explicit(&nmi_cpus[cpu].bell, 1ull << bit, memory_order_seq_cst);
+}
+
+/* NMI-safe: yes. */
+void nmi_doorbell_listen(unsigned cpu, unsigned bit, bool on)
+{
+	uint64_t m;
+
+	if (cpu >= NMIKIT_MAX_CPUS || bit >= NMI_DOORBELL_BITS)
+		return;
+	m = 1ull << (bit + 32);
+	if (on)
+		atomic_fetch_or_explicit(&nmi_cpus[cpu].bell, m, memory_order_seq_cst);
+	else
+		atomic_fetch_and_explicit(&nmi_cpus[cpu].bell, ~m, memory_order_seq_cst);
+}
+
+uint64_t nmi_doorbell_read(unsigned cpu)
+{
+	if (cpu >= NMIKIT_MAX_CPUS)
+		return 0;
+	return atomic_load_explicit(&nmi_cpus[cpu].bell, memory_order_acquire);
 }
 
 int nmi_set_emergency(nmi_emergency_fn fn)
@@ -621,7 +754,7 @@ static inline bool nmi_over_limit(uint64_t d, const _Atomic uint64_t *lim)
 #endif
 
 /*
- * Call every handler on chain `type` and return the sum of their claims.
+ * Call every handler on chain `type` and return `sum` plus their claims.
  *
  * NMI context.  Safe because the walk takes no lock: each link is read with
  * an acquire load, pairing with the writers' release stores, and a slot is
@@ -636,15 +769,15 @@ static inline bool nmi_over_limit(uint64_t d, const _Atomic uint64_t *lim)
  * before them).  One compare per call against the handler's limit_cycles
  * decides whether the slow path must look at it.
  */
-static inline __attribute__((always_inline)) int nmi_walk(unsigned type, struct nmi_frame *f)
+static inline __attribute__((always_inline)) int nmi_walk(unsigned type, struct nmi_frame *f,
+							  int sum)
 {
 	struct nmi_action *a;
 	uint64_t t;
-	int sum = 0;
 
 	a = atomic_load_explicit(&nmi_chains[type], memory_order_acquire);
 	if (!a)
-		return 0;
+		return sum;
 	nmi_slow_threshold_check();
 	t = nk_os_cycles();
 	do {
@@ -665,10 +798,71 @@ static inline __attribute__((always_inline)) int nmi_walk(unsigned type, struct 
 	return sum;
 }
 
+/*
+ * This CPU's doorbell word `w` was not zero: take the rung bits and call
+ * the callback of every bit rung or listening, once each, in bit order.
+ * NMI context, this CPU's dispatch only; out of line, because on the
+ * common NMI the dispatch only loads the word.  No lock: the take is one
+ * atomic read-modify-write (see below) and each callback pointer one
+ * acquire load of a slot that unregister does not free while an NMI may
+ * hold it (nmi_retire_slot()).
+ *
+ * The take clears the rung half and keeps the listen half in one step
+ * (fetch_and: on x86 a compare-exchange loop, which goes round again only
+ * when another CPU rang or listened in between, so it is lock-free and
+ * bounded by them; it waits for nobody).  Its acquire half pairs with the
+ * ring's OR: the callback sees whatever the sender wrote before ringing.
+ * Why nothing is lost or served twice:
+ *  - a ring after our load or after the take stays in the word, and its
+ *    sender's NMI, sent after the ring, is still to come (latched behind
+ *    this one, or redelivered by the lost-NMI probe): it finds the bit;
+ *  - a bit is taken by exactly one take, so one ring calls its callback
+ *    once; two rings before one take are one call (each sender's own state
+ *    says what it asked);
+ *  - listening alone takes nothing (no locked operation), and the listen
+ *    half is never cleared here.
+ */
+static __attribute__((noinline)) int nmi_bells_run(struct nmi_cpu *c, struct nmi_frame *f,
+						   uint64_t w)
+{
+	uint32_t bits;
+	int sum = 0;
+
+	if (w & NMI_BELL_RUNG)
+		w = atomic_fetch_and_explicit(&c->bell, NMI_BELL_LISTEN, memory_order_acq_rel);
+	else
+		atomic_thread_fence(memory_order_acquire);	/* the listener's state */
+	bits = (uint32_t)w | (uint32_t)(w >> 32);
+	nmi_slow_threshold_check();
+	for (unsigned bit = 0; bits; bit++, bits >>= 1) {
+		struct nmi_action *a;
+		uint64_t t, d;
+		int n;
+
+		if (!(bits & 1))
+			continue;
+		/* Rung before its callback was registered (or after it left): dropped. */
+		a = atomic_load_explicit(&nmi_bells[bit], memory_order_acquire);
+		if (!a)
+			continue;
+		t = nk_os_cycles();
+		n = a->fn(NMI_LOCAL, f);
+		d = nk_os_cycles() - t;
+		if (n > 0) {
+			atomic_fetch_add_explicit(&a->claimed, (uint64_t)n, memory_order_relaxed);
+			sum += n;
+		}
+		nk_atomic_inc(&a->calls);
+		if (NK_UNLIKELY(d > atomic_load_explicit(&a->limit_cycles, memory_order_relaxed)))
+			nmi_account_slow(a, d);
+	}
+	return sum;
+}
+
 /* The walk for the rare chains (SERR, IOCHK, UNKNOWN); NMI_LOCAL's is inline. */
 static __attribute__((noinline)) int nmi_run_chain(unsigned type, struct nmi_frame *f)
 {
-	return nmi_walk(type, f);
+	return nmi_walk(type, f, 0);
 }
 
 /* Default action for an external reason that its chain did not claim. */
@@ -831,7 +1025,8 @@ static inline __attribute__((always_inline)) void nmi_dispatch(struct nmi_frame 
 								struct nmi_cpu *c)
 {
 	nmi_emergency_fn em;
-	int claimed;
+	uint64_t bell;
+	int claimed = 0;
 
 	nk_stat_inc(&c->ctr.entries);
 	if (f->from_user)
@@ -844,7 +1039,15 @@ static inline __attribute__((always_inline)) void nmi_dispatch(struct nmi_frame 
 		return;
 	}
 
-	claimed = nmi_walk(NMI_LOCAL, f);
+	/*
+	 * The doorbell: one load; zero on almost every NMI.  The seq_cst
+	 * increment of c->seq in nmi_entry() comes before it, and the NMI
+	 * itself after the sender's ring (see nmi_bells_run()).
+	 */
+	bell = atomic_load_explicit(&c->bell, memory_order_relaxed);
+	if (NK_UNLIKELY(bell != 0))
+		claimed = nmi_bells_run(c, f, bell);
+	claimed = nmi_walk(NMI_LOCAL, f, claimed);
 	if (NK_UNLIKELY(!claimed)) {
 		nmi_dispatch_unclaimed(f, cpu, c);
 		return;
@@ -1077,6 +1280,21 @@ int nmi_get_handler_info(unsigned idx, struct nmi_handler_info *out)
 			err = NMI_OK;
 			goto out;
 		}
+	}
+	for (unsigned bit = 0; bit < NMI_DOORBELL_BITS; bit++) {
+		struct nmi_action *a = atomic_load_explicit(&nmi_bells[bit], memory_order_relaxed);
+
+		if (!a || idx--)
+			continue;
+		for (size_t i = 0; i < NMI_NAME_MAX; i++)
+			out->name[i] = a->name[i];
+		out->type = NMI_DOORBELL;
+		out->calls = nk_stat_read(&a->calls);
+		out->claimed = nk_stat_read(&a->claimed);
+		out->longest_ns = nmi_cycles_to_ns(nk_stat_read(&a->longest_cycles));
+		out->slow = nk_stat_read(&a->slow);
+		err = NMI_OK;
+		break;
 	}
 out:
 	nmi_writers_unlock(irq);

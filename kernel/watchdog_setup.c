@@ -405,26 +405,36 @@ void watchdog_cpu_back_online(unsigned cpu)
 /* --- the NMI handlers ------------------------------------------------------------- */
 
 /*
- * The doorbell (kernel/include/kernel/watchdog.h).  Why it is race-free:
- *  - A sender writes its request state (release), then ORs its request bit
- *    (a locked RMW, a full barrier on x86-64), then sends the NMI.  The NMI
- *    handler on the target either reads the bit after the OR - and its
- *    exchange (acquire) then makes the state visible - or before it; then
- *    the sender's NMI, sent after the OR, is still to come (latched behind
- *    the running handler, or delivered by the core's lost-NMI probe if the
- *    APIC dropped it), and its handler sees the bit.  Never missed.
- *  - The handler takes every bit with one exchange: two senders that ring
- *    at once both set their bit (OR, not store), and one NMI takes both;
- *    a bit cannot be taken twice.  Taking a bit does not claim anything by
- *    itself: each consumer still takes its own state with an exchange, as
- *    before the doorbell, so an NMI that took the bit early (an unrelated
- *    NMI between the OR and the send) serves the request, and the sender's
- *    own NMI then finds nothing - exactly what the state exchanges gave
- *    when every NMI looked at every state.
+ * The watchdog's NMIs go through the core's doorbell (<nmikit/nmi.h>,
+ * docs/watchdog.md), not the local chain: most NMIs are none of its
+ * business, and the dispatch tests one per-CPU word on every NMI where a
+ * chain handler cost every NMI a call.  Its three bits:
+ *   WD_BELL_BACKTRACE  rung by the backtrace's `ask` hook before its NMI;
+ *   WD_BELL_SOURCE     rung by the chosen source before an NMI it sends,
+ *                      and listened to while its hardware (HPET comparator,
+ *                      PMU counter) sends NMIs here;
+ *   WD_BELL_PARKED     listened to by a CPU parked offline: it counts every
+ *                      NMI and claims `cpu online`'s wake-up.
+ * Why it is race-free (the core's side is in core/nmi.c, nmi_bells_run()):
+ *  - A sender writes its request state (release), then rings (a locked
+ *    OR, a full barrier on x86-64), then sends the NMI.  The dispatch on the
+ *    target either loads the word after the OR - and its take (acquire)
+ *    then makes the state visible - or before it; then the sender's NMI,
+ *    sent after the OR, is still to come (latched behind the running
+ *    handler, or delivered by the core's lost-NMI probe if the APIC dropped
+ *    it), and its dispatch sees the bit.  Never missed.
+ *  - The dispatch takes every rung bit with one atomic read-modify-write:
+ *    two senders that ring at once both set their bit (OR, not store), and
+ *    one NMI takes both; a bit cannot be taken twice.  Taking a bit does
+ *    not claim anything by itself: each consumer still takes its own state
+ *    with an exchange, so an NMI that took the bit early (an unrelated NMI
+ *    between the OR and the send) serves the request, and the sender's own
+ *    NMI then finds nothing - exactly what the state exchanges gave when
+ *    every NMI looked at every state.
  *  - A request abandoned by its sender (a backtrace timed out: BT_LATE; a
  *    buddy suspect given up: BUDDY_GAVE_UP; a flush that timed out) leaves
  *    its bit ringing if no NMI came: the late NMI finds the bit and the
- *    "claim quietly" mark, as before.  A stale bit costs one exchange.
+ *    "claim quietly" mark, as before.  A stale bit costs one take.
  *  - Listen bits are per CPU and sticky: set before the hardware (or the
  *    park loop) can deliver NMIs that matter here, cleared after it cannot.
  *  - A CPU going offline parks with WD_LISTEN_PARKED, so every NMI there is
@@ -435,78 +445,41 @@ void watchdog_cpu_back_online(unsigned cpu)
  *    bits; a request bit it left is served by the new source's nmi(), which
  *    finds none of its own state and claims nothing.
  */
-_Static_assert(__builtin_offsetof(struct percpu, wd_nmi_listen) ==
-	       __builtin_offsetof(struct percpu, wd_nmi_req) + 4 &&
-	       __builtin_offsetof(struct percpu, wd_nmi_req) % 8 == 0,
-	       "wd_nmi reads both doorbell words with one aligned 64-bit load");
+enum { WD_BELL_BACKTRACE = 0, WD_BELL_SOURCE = 1, WD_BELL_PARKED = 2 };
 
-/* NMI-safe: yes (one locked OR on `cpu`'s word; callers ring, then send). */
+/* NMI-safe: yes (one locked OR per bit on `cpu`'s word; callers ring, then send). */
 void wd_nmi_request(unsigned cpu, uint32_t req)
 {
-	if (cpu < MAX_CPUS)
-		__atomic_fetch_or(&percpu_area[cpu].wd_nmi_req, req, __ATOMIC_SEQ_CST);
+	if (req & WD_REQ_BACKTRACE)
+		nmi_doorbell_ring(cpu, WD_BELL_BACKTRACE);
+	if (req & WD_REQ_SOURCE)
+		nmi_doorbell_ring(cpu, WD_BELL_SOURCE);
 }
 
-/* NMI-safe: yes (one locked OR or AND on `cpu`'s word). */
+/* NMI-safe: yes (one locked OR or AND per bit on `cpu`'s word). */
 void wd_nmi_listen(unsigned cpu, uint32_t bits, bool on)
 {
-	if (cpu >= MAX_CPUS)
-		return;
-	if (on)
-		__atomic_fetch_or(&percpu_area[cpu].wd_nmi_listen, bits, __ATOMIC_SEQ_CST);
-	else
-		__atomic_fetch_and(&percpu_area[cpu].wd_nmi_listen, ~bits, __ATOMIC_SEQ_CST);
+	if (bits & WD_LISTEN_SOURCE)
+		nmi_doorbell_listen(cpu, WD_BELL_SOURCE, on);
+	if (bits & WD_LISTEN_PARKED)
+		nmi_doorbell_listen(cpu, WD_BELL_PARKED, on);
 }
 
-/*
- * The rung part of wd_nmi: take the requests, run the consumers they (and
- * the listen bits) name.  Out of line so the common path stays a leaf.
- * NMI context: one exchange on this CPU's word, then each consumer's own
- * per-CPU exchanges and loads (see each).
- */
-static __attribute__((noinline)) int wd_nmi_rung(unsigned type, struct nmi_frame *f)
+/* WD_BELL_SOURCE: the chosen source's NMI hook.  NMI context (its own exchanges). */
+static int wd_bell_source(unsigned type, struct nmi_frame *f)
 {
-	struct percpu *p = this_cpu();
-	unsigned me = p->cpu;
-	uint32_t req = __atomic_load_n(&p->wd_nmi_req, __ATOMIC_RELAXED);
-	uint32_t listen = __atomic_load_n(&p->wd_nmi_listen, __ATOMIC_ACQUIRE);
-	int n = 0;
+	const struct wd_source *s = atomic_load_explicit(&wd_src, memory_order_acquire);
 
-	/* Only listening: no locked exchange for a word that holds nothing. */
-	if (req)
-		req = __atomic_exchange_n(&p->wd_nmi_req, 0, __ATOMIC_ACQ_REL);
-	if (req & WD_REQ_BACKTRACE)
-		n += nmi_backtrace_nmi(type, f);
-	if ((req & WD_REQ_SOURCE) || (listen & WD_LISTEN_SOURCE)) {
-		const struct wd_source *s = atomic_load_explicit(&wd_src, memory_order_acquire);
-
-		if (s && s->nmi)
-			n += s->nmi(me, f);
-	}
-	if (listen & WD_LISTEN_PARKED)
-		n += cpu_hotplug_nmi(me);
-	return n;
+	(void)type;
+	return s && s->nmi ? s->nmi(this_cpu_id(), f) : NMI_DONE;
 }
 
-/*
- * The one handler on the local chain for everything here: all-CPU backtrace
- * requests, the chosen source's NMIs, a parked CPU's NMIs and `cpu
- * online`'s wake-up.  One handler rather than one each, because every
- * handler on the chain costs every NMI a call; and it reads nothing but
- * this CPU's doorbell until something rang it, because most NMIs are none
- * of its business.  NMI context: one %gs-relative load on the common path.
- */
-static int wd_nmi(unsigned type, struct nmi_frame *f)
+/* WD_BELL_PARKED: a parked CPU's NMIs.  NMI context. */
+static int wd_bell_parked(unsigned type, struct nmi_frame *f)
 {
-	uint64_t words;
-
-	__asm__ volatile("movq %%gs:%c1, %0"
-			 : "=r"(words)
-			 : "i"(__builtin_offsetof(struct percpu, wd_nmi_req))
-			 : "memory");
-	if (__builtin_expect(words == 0, 1))
-		return NMI_DONE;
-	return wd_nmi_rung(type, f);
+	(void)type;
+	(void)f;
+	return cpu_hotplug_nmi(this_cpu_id());
 }
 
 /* The unknown chain: the chosen source's last look.  NMI context. */
@@ -528,7 +501,9 @@ void watchdog_kernel_init(void)
 	watchdog_set_policy(nmi_watchdog_mode == NMI_WD_PANIC, softlockup_panic,
 			    hardlockup_all_cpu_backtrace);
 	wd_report_init();
-	if (nmi_register(NMI_LOCAL, "watchdog", wd_nmi, NMI_FLAG_FIRST) != NMI_OK ||
+	if (nmi_doorbell_register(WD_BELL_BACKTRACE, "wd-backtrace", nmi_backtrace_nmi) != NMI_OK ||
+	    nmi_doorbell_register(WD_BELL_SOURCE, "wd-source", wd_bell_source) != NMI_OK ||
+	    nmi_doorbell_register(WD_BELL_PARKED, "wd-parked", wd_bell_parked) != NMI_OK ||
 	    nmi_register(NMI_UNKNOWN, "watchdog", wd_nmi_unknown, 0) != NMI_OK)
 		pr_err("NMI watchdog: cannot register its NMI handlers");
 	wd_inited = true;

@@ -123,6 +123,66 @@ int nmi_clear_emergency(nmi_emergency_fn fn);
 int nmi_set_external_owner(unsigned cpu);
 unsigned nmi_external_owner(void);
 
+/* --- doorbells ---------------------------------------------------------- */
+
+/*
+ * A doorbell: one per-CPU word that the dispatch tests with one load on
+ * every NMI, before the local chain, so that a subsystem whose NMIs are rare
+ * next to everyone else's costs the other NMIs nothing but that load.
+ * Bit `b` of a CPU's word names the callback registered for `b`; it is set
+ * in one of two ways:
+ *   ring: a sender that is about to send `cpu` an NMI on the subsystem's
+ *     behalf first writes what it asks (its own state, release), then rings
+ *     (nmi_doorbell_ring(): one atomic OR), then sends.  The dispatch takes
+ *     every rung bit with one atomic read-modify-write and calls each
+ *     callback once.  A bit only says "look": the callback still takes its
+ *     own request from its own state, so an NMI that serves a request early
+ *     (it arrived between the ring and the send) leaves the sender's NMI
+ *     nothing to find - as when every NMI asked every subsystem.
+ *   listen: sticky, for NMIs that no sender can ring for (a timer's or a
+ *     counter's hardware message): while set, every NMI on that CPU calls
+ *     the callback.
+ * docs/nmi-dispatch.md says why no ring is lost or served twice.
+ *
+ * A callback is an nmi_handler_fn called with type NMI_LOCAL, in NMI
+ * context on the CPU whose bit was set; it returns what it claimed, which
+ * counts as the local chain's claims do.  Each call is timed and counted
+ * like a chain handler's (nmi_get_handler_info() lists it with type
+ * NMI_DOORBELL after the chains).
+ */
+#define NMI_DOORBELL_BITS	32
+#define NMI_DOORBELL		0x100u	/* "type" of a doorbell callback (no chain) */
+
+/*
+ * Register `fn` under `name` for bit `bit` / remove it.  Not in NMI
+ * context.  NMI_EBUSY when the bit has a callback, NMI_ERANGE for a bit
+ * >= NMI_DOORBELL_BITS, NMI_ENOENT when unregistering a free bit.
+ * Unregister returns once no CPU can still be calling it (as
+ * nmi_unregister()); rings of the bit after that are dropped.
+ */
+int nmi_doorbell_register(unsigned bit, const char *name, nmi_handler_fn fn);
+int nmi_doorbell_unregister(unsigned bit);
+
+/*
+ * Ring bit `bit` of `cpu`'s doorbell.  The caller writes its request
+ * BEFORE and sends the NMI AFTER (the OR is a full barrier).
+ * NMI-safe: yes (one atomic OR on the target's word).
+ */
+void nmi_doorbell_ring(unsigned cpu, unsigned bit);
+
+/*
+ * Set (on) or clear the sticky listen bit `bit` of `cpu`.  Set it before
+ * the hardware can send the NMIs that matter, clear it after it cannot.
+ * NMI-safe: yes (one atomic OR / AND).
+ */
+void nmi_doorbell_listen(unsigned cpu, unsigned bit, bool on);
+
+/*
+ * `cpu`'s doorbell word: rung bits in the low 32, listen bits in the high
+ * 32 (for tests and the shell).  NMI-safe: yes.
+ */
+uint64_t nmi_doorbell_read(unsigned cpu);
+
 /* --- entry (called by the arch NMI entry code) ------------------------- */
 
 /*

@@ -71,16 +71,6 @@ struct percpu {
 	uint64_t nmi_asm_in_repeat;	/* NMIs that hit the repeat_nmi region */
 	uint64_t nmi_asm_nested_seen;	/* part of nmi_asm_nested already reported to core */
 	uint64_t mce_resume_rip;	/* mce_resume.S: where an #MC returns without IRET */
-	/*
-	 * The watchdog's NMI doorbell (kernel/watchdog_setup.c, wd_nmi):
-	 * wd_nmi_req holds requests for this CPU that a sender sets before it
-	 * sends its NMI and the handler takes with one exchange; wd_nmi_listen
-	 * holds sticky "look at every NMI here" bits.  Side by side and 8-byte
-	 * aligned, so the handler tests both with one 64-bit load.  Accessed
-	 * only with __atomic builtins.
-	 */
-	uint32_t wd_nmi_req;
-	uint32_t wd_nmi_listen;
 } __attribute__((aligned(64)));
 
 extern struct percpu percpu_area[MAX_CPUS];
