@@ -584,6 +584,13 @@ __attribute__((weak)) uint64_t os_cycles_per_ms(void)
 	return 1000000;
 }
 
+/* A port whose entry code does not count the nested NMIs it catches. */
+__attribute__((weak)) uint64_t os_nmi_arch_nested(unsigned cpu)
+{
+	(void)cpu;
+	return 0;
+}
+
 static uint64_t nmi_cycles_to_ns(uint64_t cycles)
 {
 	uint64_t per_ms = os_cycles_per_ms();
@@ -1243,7 +1250,8 @@ int nmi_get_cpu_stats(unsigned cpu, struct nmi_cpu_stats *out)
 	out->swallowed = nk_stat_read(&k->swallowed);
 	out->latched = nk_stat_read(&k->latched);
 	out->repeated = nk_stat_read(&k->repeated);
-	out->nested = nk_stat_read(&k->nested);
+	/* Read here, never on the NMI path: the entry code keeps its own count. */
+	out->nested = nk_stat_read(&k->nested) + os_nmi_arch_nested(cpu);
 	out->from_user = nk_stat_read(&k->from_user);
 	out->emergency = nk_stat_read(&k->emergency);
 	out->reason_busy = nk_stat_read(&k->reason_busy);

@@ -15,6 +15,7 @@
 #include <arch/percpu.h>
 #include <nmikit/compiler.h>
 #include <nmikit/nmi.h>
+#include <nmikit/os.h>
 
 /* The entry assembly relies on these adjacencies (see nmi_entry.S). */
 _Static_assert(offsetof(struct nmi_stack_top, working) ==
@@ -57,6 +58,20 @@ struct nmi_stack_top *nmi_stack_top_of(unsigned int cpu)
 {
 	uint64_t ist = ist_top(cpu, IST_NMI);
 	return (struct nmi_stack_top *)(ist + 16 - sizeof(struct nmi_stack_top));
+}
+
+/*
+ * The nested NMIs the entry assembly caught on `cpu` (it redirected the
+ * outer NMI's IRET to repeat_nmi), for nmi_get_cpu_stats(): read when
+ * statistics are read, so the NMI path keeps its single `incq` and never
+ * calls into the core for it.  A relaxed load of a counter only `cpu`'s
+ * entry writes.
+ */
+uint64_t os_nmi_arch_nested(unsigned cpu)
+{
+	if (cpu >= MAX_CPUS)
+		return 0;
+	return __atomic_load_n(&percpu_area[cpu].nmi_asm_nested, __ATOMIC_RELAXED);
 }
 
 bool nmi_breakpoint_forbidden(uint64_t addr)

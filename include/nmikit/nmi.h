@@ -234,7 +234,8 @@ struct nmi_cpu_stats {
 	uint64_t swallowed;	/* back-to-back NMIs dropped silently */
 	uint64_t latched;	/* nested NMIs recorded by nmi_entry() */
 	uint64_t repeated;	/* dispatch restarts for a latched NMI */
-	uint64_t nested;	/* nested NMIs caught by the arch entry */
+	uint64_t nested;	/* nested NMIs caught by the arch entry
+				 * (nmi_note_nested() + os_nmi_arch_nested()) */
 	uint64_t from_user;	/* NMIs that interrupted user mode */
 	uint64_t emergency;	/* NMIs consumed by the emergency handler */
 	uint64_t reason_busy;	/* reason lock held elsewhere: reasons skipped */

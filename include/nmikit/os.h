@@ -171,6 +171,18 @@ void os_send_nmi_allbutself(void);
  */
 void os_irq_work_raise(void);
 
+/*
+ * How many nested NMIs `cpu`'s entry code has caught since boot (ones it
+ * turned into a repeat of the running NMI before they reached the core;
+ * x86: the entry assembly's per-CPU count).  nmi_get_cpu_stats() adds it to
+ * the core's own `nested` count when statistics are read; the NMI path
+ * never calls it.  Optional: core/nmi.c has a weak default of 0 for a port
+ * whose entry does not count them.  A plain read of a counter the entry
+ * bumps is enough (statistics).
+ * NMI-safe: not needed (never called in NMI context).
+ */
+uint64_t os_nmi_arch_nested(unsigned cpu);
+
 /* --- external NMI reasons ------------------------------------------------- */
 
 /*

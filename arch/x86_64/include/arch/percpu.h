@@ -69,7 +69,6 @@ struct percpu {
 	/* Written by the NMI entry assembly (never by C outside arch/x86_64/nmi.c). */
 	uint64_t nmi_asm_nested;	/* nested NMIs that redirected the outer IRET */
 	uint64_t nmi_asm_in_repeat;	/* NMIs that hit the repeat_nmi region */
-	uint64_t nmi_asm_nested_seen;	/* part of nmi_asm_nested already reported to core */
 	uint64_t mce_resume_rip;	/* mce_resume.S: where an #MC returns without IRET */
 } __attribute__((aligned(64)));
 
