@@ -95,24 +95,18 @@ uint64_t rcu_warnings(enum rcu_warning what)
 }
 
 /*
- * EN_NLD, EN_NST and the BODY check: the part of the entry both of its
- * branches share, written once and inlined into each, so that the common
- * branch (RCU already watching) makes no call and needs no stack frame.
+ * EN_NLD, EN_NST: a separate load and store, as the model has them; the
+ * part of the entry both of its branches share, inlined into each.
  */
 static inline __attribute__((always_inline)) void rcu_nmi_enter_nest(struct rcu_dynticks *d,
 								   long incby)
 {
 	long n;
 
-	/* EN_NLD, EN_NST: a separate load and store, as the model has them. */
 	rcu_step();
 	n = atomic_load_explicit(&d->nmi_nesting, memory_order_relaxed);
 	atomic_store_explicit(&d->nmi_nesting, n + incby, memory_order_relaxed);
 	rcu_step();
-
-	/* BODY: the handler must run watched (model: CHECK_WATCH). */
-	if (NK_UNLIKELY(!(atomic_load_explicit(&d->dynticks, memory_order_relaxed) & 1)))
-		rcu_warn(RCU_WARN_HANDLER_UNWATCHED, "rcu_nmi_enter: counter even after entry");
 }
 
 /*
@@ -120,12 +114,20 @@ static inline __attribute__((always_inline)) void rcu_nmi_enter_nest(struct rcu_
  * take the +1 that marks this NMI as the one to turn it off again.  An NMI
  * nested right after the increment sees the counter odd and the nesting
  * unchanged, adds 2 and takes 2 away: it cannot mistake itself for us.
+ * Takes the CPU number rather than the slot, so the common branch of
+ * rcu_nmi_enter_cpu() computes nothing for this one.
  */
-static __attribute__((noinline)) void rcu_nmi_enter_from_idle(struct rcu_dynticks *d)
+static __attribute__((noinline)) void rcu_nmi_enter_from_idle(unsigned cpu)
 {
+	struct rcu_dynticks *d = &rcu_dynticks_cpus[cpu];
+
 	rcu_dynticks_inc(d);
 	nk_atomic_inc(&d->from_idle);
 	rcu_nmi_enter_nest(d, 1);
+
+	/* BODY: the handler must run watched (model: CHECK_WATCH). */
+	if (NK_UNLIKELY(!(atomic_load_explicit(&d->dynticks, memory_order_relaxed) & 1)))
+		rcu_warn(RCU_WARN_HANDLER_UNWATCHED, "rcu_nmi_enter: counter even after entry");
 }
 
 /*
@@ -133,6 +135,15 @@ static __attribute__((noinline)) void rcu_nmi_enter_from_idle(struct rcu_dyntick
  * counters, no loop, no lock; the atomic increment is wait-free.
  *
  * model: EN_TEST -> [EN_INC] -> EN_NLD -> EN_NST -> BODY
+ *
+ * The BODY check (model: CHECK_WATCH) re-reads the counter only on the
+ * branch from idle, where it checks what EN_INC made of it.  On the
+ * watched branch it is the bit EN_TEST has just tested: between EN_TEST
+ * and BODY only NMIs nested on this CPU run, and each of them finds the
+ * counter odd and leaves it as it found it (the model checks every such
+ * interleaving, CHECK_WATCH included), so a second load could only see
+ * the same odd value.  The exit still reads the counter (BODY_END), so a
+ * handler that ran unwatched is reported there.
  */
 void rcu_nmi_enter_cpu(unsigned cpu)
 {
@@ -140,7 +151,7 @@ void rcu_nmi_enter_cpu(unsigned cpu)
 
 	/* EN_TEST: is RCU watching this CPU already? */
 	if (NK_UNLIKELY(!(atomic_load_explicit(&d->dynticks, memory_order_relaxed) & 1))) {
-		rcu_nmi_enter_from_idle(d);	/* no: EN_INC first */
+		rcu_nmi_enter_from_idle(cpu);	/* no: EN_INC first */
 		return;
 	}
 	rcu_nmi_enter_nest(d, 2);
@@ -162,39 +173,23 @@ static __attribute__((noinline)) void rcu_nmi_exit_warn(bool unwatched, bool odd
 }
 
 /*
- * NMI context.  Safe for the same reasons as rcu_nmi_enter().
- *
- * model: EX_NLD -> EX_NST            (nesting != 1)
- *                -> EX_ZERO -> EX_INC (nesting == 1: last out of idle)
- * (the model's BODY_END check reads the counter right after the load here,
- * so that an exit without an entry is reported as what it is; the warning
- * itself is printed after the steps, so that the common path makes no call
- * before its last step and needs no stack frame.)
+ * The exit's two rare cases, after EX_NLD found nesting `n` < 2:
+ * n <= 0, an exit without an entry (model: CHECK_COUNTERS), and n == 1,
+ * the NMI that made RCU watch leaving (EX_ZERO, EX_INC).  NMI context,
+ * like rcu_nmi_exit_cpu().
  */
-void rcu_nmi_exit_cpu(unsigned cpu)
+static __attribute__((noinline)) void rcu_nmi_exit_last(unsigned cpu, long n)
 {
 	struct rcu_dynticks *d = &rcu_dynticks_cpus[cpu];
 	bool unwatched, odd_after;
-	long n;
 
-	/* EX_NLD */
-	rcu_step();
-	n = atomic_load_explicit(&d->nmi_nesting, memory_order_relaxed);
-	if (NK_UNLIKELY(n <= 0)) {
-		/* Model: CHECK_COUNTERS.  Touch nothing: a guess would make it worse. */
+	if (n <= 0) {
+		/* Touch nothing: a guess would make it worse. */
 		rcu_warn(RCU_WARN_EXIT_NESTING_ZERO, "rcu_nmi_exit: nesting is 0 (exit without entry)");
 		return;
 	}
 	/* BODY_END: the handler ran watched up to here (model: CHECK_WATCH). */
 	unwatched = !(atomic_load_explicit(&d->dynticks, memory_order_relaxed) & 1);
-	if (NK_LIKELY(n != 1)) {
-		/* EX_NST: not the NMI that made RCU watch; leave dynticks alone. */
-		atomic_store_explicit(&d->nmi_nesting, n - 2, memory_order_relaxed);
-		rcu_step();
-		if (NK_UNLIKELY(unwatched))
-			rcu_nmi_exit_warn(true, false);
-		return;
-	}
 	/*
 	 * EX_ZERO then EX_INC, in this order: an NMI nested between them
 	 * finds nesting 0 with the counter still odd, so it adds 2 and takes
@@ -207,6 +202,41 @@ void rcu_nmi_exit_cpu(unsigned cpu)
 	odd_after = rcu_dynticks_inc(d) & 1;
 	if (NK_UNLIKELY(odd_after || unwatched))
 		rcu_nmi_exit_warn(unwatched, odd_after);
+}
+
+/*
+ * NMI context.  Safe for the same reasons as rcu_nmi_enter().
+ *
+ * model: EX_NLD -> EX_NST            (nesting != 1)
+ *                -> EX_ZERO -> EX_INC (nesting == 1: last out of idle)
+ * EX_NLD's choice and the CHECK_COUNTERS check are one compare: nesting
+ * < 2 is either an exit without an entry (<= 0) or the last exit from idle
+ * (1), both out of line in rcu_nmi_exit_last(); every other exit has
+ * nesting >= 2 and takes EX_NST.  The model's BODY_END check reads the
+ * counter right after the load, before EX_NST; the warning itself is
+ * printed after the steps, so that the common path makes no call before
+ * its last step and needs no stack frame.
+ */
+void rcu_nmi_exit_cpu(unsigned cpu)
+{
+	struct rcu_dynticks *d = &rcu_dynticks_cpus[cpu];
+	bool unwatched;
+	long n;
+
+	/* EX_NLD */
+	rcu_step();
+	n = atomic_load_explicit(&d->nmi_nesting, memory_order_relaxed);
+	if (NK_UNLIKELY(n < 2)) {
+		rcu_nmi_exit_last(cpu, n);
+		return;
+	}
+	/* BODY_END: the handler ran watched up to here (model: CHECK_WATCH). */
+	unwatched = !(atomic_load_explicit(&d->dynticks, memory_order_relaxed) & 1);
+	/* EX_NST: not the NMI that made RCU watch; leave dynticks alone. */
+	atomic_store_explicit(&d->nmi_nesting, n - 2, memory_order_relaxed);
+	rcu_step();
+	if (NK_UNLIKELY(unwatched))
+		rcu_nmi_exit_warn(true, false);
 }
 
 void rcu_nmi_exit(void)
