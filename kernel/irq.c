@@ -9,12 +9,14 @@
  * compare-exchange, so two of them cannot both get it.
  *
  * Also here: irq_send_self_ipi(), the fixed-vector self IPI that the
- * irq_work raise uses, sent with the "self" shorthand straight to the ICR.
+ * irq_work raise uses, sent with the "self" shorthand straight to the ICR,
+ * and irq_work_interrupt(), the C side of that vector's lean entry.
  */
 #include <kernel/irq.h>
 #include <kernel/shell.h>
 #include <arch/apic.h>
 #include <arch/cpu.h>
+#include <arch/os_inline.h>
 #include <arch/percpu.h>
 #include <arch/regs.h>
 #include <nmikit/log.h>
@@ -203,7 +205,8 @@ static inline void irq_eoi(void)
 }
 
 /*
- * Called by entry.S for vectors 32-255, interrupts disabled.
+ * Count the interrupt, run the vector's handler and signal EOI; irq_depth
+ * is raised for the duration, and lowered by the caller.
  *
  * The CPU number comes from the percpu area, so it is below MAX_CPUS by
  * construction (percpu_area has MAX_CPUS entries) and the counter needs no
@@ -211,10 +214,9 @@ static inline void irq_eoi(void)
  * irq_counts and its irq_depth.  The flags are read with the handler: the
  * acquire load of fn orders them, as it orders the name.
  */
-void irq_dispatch(struct regs *r)
+static inline __attribute__((always_inline))
+void irq_handle(unsigned vector, unsigned cpu, struct regs *r)
 {
-	unsigned vector = (uint8_t)r->vector;
-	unsigned cpu = this_cpu_id();
 	const struct irq_desc *d = &irq_table[vector];
 	irq_handler_fn fn = atomic_load_explicit(&d->fn, memory_order_acquire);
 
@@ -231,8 +233,33 @@ void irq_dispatch(struct regs *r)
 		/* An unregistered vector still had its ISR bit set by the APIC. */
 		irq_eoi();
 	}
+}
+
+/* Called by entry.S for vectors 32-255 but IRQ_WORK_VECTOR, interrupts disabled. */
+void irq_dispatch(struct regs *r)
+{
+	unsigned cpu = this_cpu_id();
+
+	irq_handle((uint8_t)r->vector, cpu, r);
 	if (--irq_depth[cpu] == 0 && this_cpu_need_resched())
 		irq_exit_resched(r);
+}
+
+/*
+ * Called by entry.S's irq_work_entry for IRQ_WORK_VECTOR, interrupts
+ * disabled.  The entry saved only the caller-saved registers, so the
+ * handler gets r == NULL (irq.h).  Same counts, depth and EOI as
+ * irq_dispatch().  Returns true when the scheduler's exit hook may be due
+ * (need_resched set, no IRQ handler below this one): the entry then
+ * builds a struct regs and calls irq_exit_check(), which decides with the
+ * same rule as irq_dispatch() (interrupted ring, IF, preempt_count).
+ */
+bool irq_work_interrupt(void)
+{
+	unsigned cpu = this_cpu_id();
+
+	irq_handle(IRQ_WORK_VECTOR, cpu, NULL);
+	return --irq_depth[cpu] == 0 && this_cpu_need_resched();
 }
 
 /*

@@ -1,14 +1,20 @@
 /*
  * irq_tests.c: in-kernel tests of irq_send_self_ipi(), the shorthand self
- * IPI that raises irq_work (kernel/irq.c).  In the apic suite, next to the
- * ICR tests of lapic.c's senders (scenario boot.ipi, test=apic.*).
+ * IPI that raises irq_work (kernel/irq.c), and of that vector's lean entry
+ * (entry.S irq_work_entry): from ring 3, and preempting on its way out.
+ * In the apic suite, next to the ICR tests of lapic.c's senders (scenario
+ * boot.ipi, test=apic.*).
  */
 #include <kernel/irq.h>
 #include <kernel/ktest.h>
+#include <kernel/sched.h>
+#include <kernel/user_programs.h>
 #include <arch/apic.h>
 #include <arch/cpu.h>
+#include <arch/os_inline.h>
 #include <arch/percpu.h>
 #include <arch/tsc.h>
+#include <nmikit/irq_work.h>
 
 #include <stdint.h>
 
@@ -57,4 +63,111 @@ KTEST(apic, self_ipi_shorthand_leaves_icr_high)
 	KT_EXPECT_EQ(self_ipi_hits, 1);
 	KT_EXPECT_EQ(irq_count(cpu, (unsigned)v) - before, 1);
 	KT_EXPECT_EQ(irq_unregister((unsigned)v), 0);
+}
+
+/* --- the irq_work vector's lean entry (entry.S irq_work_entry) ---------------- */
+
+/*
+ * The lean entry from ring 3: CPU 1 spins in user mode while CPU 0 sends it
+ * IRQ_WORK_VECTOR again and again.  Each must be counted on CPU 1, and the
+ * task must go on counting and exit normally: an entry that got SWAPGS
+ * wrong on either side would run C on the user's GS base, or return to
+ * ring 3 with the kernel's, and the next kernel entry would fault.  (Broken
+ * on purpose: without the SWAPGS of irq_work_from_user, this test panics
+ * the kernel at its first IPI.)
+ */
+#define LEAN_USER_IPIS	200
+
+KTEST(apic, irq_work_entry_from_user_mode)
+{
+	const unsigned target = 1;
+	struct task *t;
+	uint64_t before, t0, count;
+	unsigned sent = 0;
+
+	if (!lapic_ready())
+		KT_SKIP("no local APIC");
+	if (cpus_possible < 2 || !percpu_area[target].online)
+		KT_SKIP("needs CPU 1");
+	user_spin.stop = 0;
+	user_spin.count = 0;
+	t = task_create_user("ktest-lean-user", user_prog_spin, 0, (int)target);
+	KT_ASSERT_TRUE(t != NULL);
+	t0 = rdtsc();
+	while (!user_spin.count && rdtsc() - t0 < ns_to_tsc(1000000000u))
+		cpu_relax();
+	KT_EXPECT_GT(user_spin.count, 0);
+
+	before = irq_count(target, IRQ_WORK_VECTOR);
+	for (; sent < LEAN_USER_IPIS; sent++) {
+		lapic_send_ipi(percpu_area[target].apic_id, IRQ_WORK_VECTOR);
+		t0 = rdtsc();
+		while (irq_count(target, IRQ_WORK_VECTOR) - before < sent + 1 &&
+		       rdtsc() - t0 < ns_to_tsc(100000000u))
+			cpu_relax();
+		if (irq_count(target, IRQ_WORK_VECTOR) - before < sent + 1)
+			break;
+	}
+	KT_EXPECT_EQ(sent, LEAN_USER_IPIS);
+
+	count = user_spin.count;
+	t0 = rdtsc();
+	while (user_spin.count == count && rdtsc() - t0 < ns_to_tsc(1000000000u))
+		cpu_relax();
+	KT_EXPECT_GT(user_spin.count, count);
+	user_spin.stop = 1;
+	KT_EXPECT_EQ(task_wait(t, NULL), USER_SPIN_EXIT);
+}
+
+/*
+ * Preemption on the way out of the lean entry: an irq_work callback sets
+ * need_resched, and the task it interrupted (this one, preemptible, with
+ * interrupts just enabled) must be switched away before it runs another
+ * instruction: the kernel thread queued behind it has run by the time the
+ * instruction after STI's shadow reads its flag.  That goes through
+ * irq_work_interrupt()'s "exit hook due" return and the full-frame
+ * re-entry to irq_exit_check().  (Broken on purpose: with the entry
+ * ignoring that return value, the flag reads 0 here.)
+ */
+static volatile unsigned lean_other_ran;
+
+static void lean_other_task(void *arg)
+{
+	(void)arg;
+	lean_other_ran = 1;
+}
+
+static void lean_resched_fn(struct irq_work *w)
+{
+	(void)w;
+	this_cpu()->need_resched = 1;
+}
+
+static struct irq_work lean_resched_item = IRQ_WORK_INIT(lean_resched_fn, 0);
+
+KTEST(apic, irq_work_entry_preempts_on_return)
+{
+	uint64_t flags;
+	unsigned seen;
+	struct task *t;
+
+	if (!lapic_ready())
+		KT_SKIP("no local APIC");
+	if (preempt_count() != 0 || !irqs_enabled())
+		KT_SKIP("the test task cannot be preempted here");
+	lean_other_ran = 0;
+	flags = irq_save();
+	t = task_create_kernel("ktest-lean-other", lean_other_task, NULL, (int)this_cpu_id());
+	if (!t) {
+		irq_restore(flags);
+		KT_FAIL("cannot create the kernel thread");
+		return;
+	}
+	irq_work_queue(&lean_resched_item);
+	/* The IPI is taken after the NOP (STI's shadow), before the load. */
+	__asm__ volatile("sti; nop" ::: "memory");
+	seen = lean_other_ran;
+	irq_restore(flags);
+	KT_EXPECT_EQ(seen, 1);
+	KT_EXPECT_EQ(task_wait(t, NULL), 0);
 }

@@ -15,6 +15,11 @@
  *                      (a #DB or #MC from ring 3 moves to the task's kernel
  *                      stack and takes the exception_entry path instead)
  *
+ * One vector has an entry of its own that builds no struct regs:
+ *
+ *   irq_work_entry -> irq_work_interrupt()     IRQ_WORK_VECTOR (0xf3), the
+ *                                              irq_work self IPI
+ *
  * GS base.  Kernel code always runs with GS = this CPU's struct percpu.
  * The ordinary paths trust the interrupted CS: ring 3 means the user's GS
  * is loaded, so SWAPGS in and out.  That is sound because they can only
@@ -32,6 +37,7 @@
  */
 #include <asm-offsets.h>
 #include <arch/entry_regs.h>
+#include <arch/os_inline.h>
 
 /* MSR_GS_BASE (see <arch/cpu.h>, which assembly cannot include). */
 #define MSR_GS_BASE_NUM	0xc0000101
@@ -40,6 +46,36 @@
 	.code64
 
 /* SAVE_GPRS / RESTORE_GPRS: <arch/entry_regs.h>. */
+
+/*
+ * The registers a C call may clobber (SysV ABI), for irq_work_entry, which
+ * finds the hardware frame (IRET_* offsets) at %rsp.  The
+ * order does not matter to C (nothing reads them); POP undoes PUSH.
+ */
+#define CALLER_SAVED_SIZE	(9 * 8)
+.macro PUSH_CALLER_SAVED
+	pushq	%rax
+	pushq	%rcx
+	pushq	%rdx
+	pushq	%rsi
+	pushq	%rdi
+	pushq	%r8
+	pushq	%r9
+	pushq	%r10
+	pushq	%r11
+.endm
+
+.macro POP_CALLER_SAVED
+	popq	%r11
+	popq	%r10
+	popq	%r9
+	popq	%r8
+	popq	%rdi
+	popq	%rsi
+	popq	%rdx
+	popq	%rcx
+	popq	%rax
+.endm
 
 /*
  * Call \cfunc(regs) with %rsp = the struct regs.  Below the struct goes a
@@ -133,6 +169,83 @@ irq_from_user:
 	movq	%rsp, %rbp
 	call	irq_dispatch
 	jmp	irq_exit
+
+/*
+ * The irq_work self IPI (IRQ_WORK_VECTOR).  Its handler reads no
+ * interrupted register (irq_work_run() and its callbacks run on their own;
+ * the soft-lockup report uses the timer tick's frame), so this entry saves
+ * only what a C call may clobber - the nine caller-saved registers - and
+ * calls irq_work_interrupt() (kernel/irq.c: counts, the handler, EOI).  A
+ * callee-saved register is preserved by the C code itself, down to a
+ * context switch (switch_to saves them), so nothing here needs the rest.
+ * The IDT gate points here directly: no error code or vector is pushed.
+ *
+ * Same GS rule as irq_entry: one ring test on the way in decides SWAPGS and
+ * the frame record.  The interrupted RBP, which the record holds and the C
+ * code leaves pointing at the record, is popped back from it.
+ *
+ * Preemption.  irq_work_interrupt() returns nonzero when the scheduler's
+ * exit hook may have to run (need_resched set, no IRQ handler below us).
+ * The hook takes a struct regs, so that rare case re-enters the full path:
+ * with every interrupted register back in place it pushes the error code
+ * and vector, as the vector's stub would have, and completes a struct regs
+ * in irq_resched_entry, which calls irq_exit_check() (the same rule as
+ * irq_dispatch's exit) with the kernel's GS base already loaded.
+ *
+ * Alignment: the CPU's 5-word frame leaves %rsp = 8 mod 16; nine registers
+ * and the 2-word frame record make 16 words: the C call sees it aligned.
+ */
+	.globl	irq_work_entry
+irq_work_entry:
+	cld
+	testb	$3, IRET_CS(%rsp)
+	jnz	irq_work_from_user
+	PUSH_CALLER_SAVED
+	pushq	CALLER_SAVED_SIZE + IRET_RIP(%rsp)	/* frame record {RBP, RIP}; */
+	pushq	%rbp				/* its RBP is the one to restore */
+	movq	%rsp, %rbp
+	call	irq_work_interrupt
+	popq	%rbp				/* the interrupted RBP */
+	addq	$8, %rsp			/* the record's RIP */
+	testb	%al, %al			/* POPs below leave RFLAGS alone */
+	POP_CALLER_SAVED
+	jnz	irq_work_resched
+	iretq
+
+/*
+ * From ring 3: the kernel's GS base, and a {0, 0} record ends backtraces.
+ * The user's RBP is saved beside it (with a word that keeps the C call's
+ * stack 16-byte aligned).  Neither exit tests the frame's CS again, unlike
+ * irq_entry's: no C code here gets a pointer to the frame, so the ring
+ * IRETQ returns to is the one we came from (irq_resched_entry, which hands
+ * a struct regs to the scheduler's hook, tests it on its own way out).
+ */
+irq_work_from_user:
+	swapgs
+	PUSH_CALLER_SAVED
+	pushq	%rbp
+	pushq	$0				/* alignment */
+	pushq	$0
+	pushq	$0
+	movq	%rsp, %rbp
+	call	irq_work_interrupt
+	addq	$24, %rsp			/* record and alignment word */
+	popq	%rbp				/* the user's RBP */
+	testb	%al, %al
+	POP_CALLER_SAVED
+	jnz	irq_work_resched
+	swapgs					/* back to the user's GS base */
+	iretq
+
+/* The preemption check with a full struct regs (GS base still the kernel's). */
+irq_work_resched:
+	pushq	$0				/* error code */
+	pushq	$IRQ_WORK_VECTOR
+	jmp	irq_resched_entry_gs_ready
+
+	.globl	irq_resched_entry
+irq_resched_entry:
+	ORDINARY_ENTRY irq_exit_check, irq_resched_entry_gs_ready
 
 /*
  * #DB, #MC and #DF: always on their own IST stack, so the hardware frame
@@ -230,7 +343,8 @@ paranoid_from_user:
 
 /*
  * The per-vector stubs, 16 bytes apart, and (in .rodata) entry_stub_table,
- * the address of each, indexed by vector; 0 for vector 2.
+ * the address of each, indexed by vector; 0 for vector 2, irq_work_entry
+ * for IRQ_WORK_VECTOR.
  */
 	.pushsection .rodata
 	.balign	8
@@ -246,6 +360,10 @@ vec = 0
 	.if vec == 2
 	.pushsection .rodata
 	.quad	0
+	.popsection
+	.elseif vec == IRQ_WORK_VECTOR
+	.pushsection .rodata
+	.quad	irq_work_entry		/* its own entry, no stub */
 	.popsection
 	.else
 	.balign	16

@@ -37,7 +37,12 @@ struct regs;
 #define ENOENT	2
 #endif
 
-/* Called with interrupts disabled, on the interrupted context's stack. */
+/*
+ * Called with interrupts disabled, on the interrupted context's stack.
+ * `r` is the interrupted context, except on the irq_work vector
+ * (IRQ_WORK_VECTOR, <arch/os_inline.h>), whose lean entry saves no struct
+ * regs: its handler gets r == NULL.
+ */
 typedef void (*irq_handler_fn)(struct regs *r);
 
 /*
@@ -81,6 +86,13 @@ void irq_set_exit_hook(void (*hook)(struct regs *r));
 
 /* The C side of the IRQ entry stubs (arch/x86_64/entry.S). */
 void irq_dispatch(struct regs *r);
+
+/*
+ * The C side of irq_work_entry (IRQ_WORK_VECTOR): irq_dispatch() without a
+ * register frame.  True when the exit hook may be due; the entry then
+ * calls irq_exit_check() with a full struct regs.
+ */
+bool irq_work_interrupt(void);
 
 /*
  * For the exception handlers: run the exit hook when allowed (same rule as
