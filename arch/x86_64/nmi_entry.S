@@ -111,14 +111,15 @@ asm_nmi:
 	/*
 	 * Check 2: interrupted inside [repeat_nmi, end_repeat_nmi): the outer NMI
 	 * is about to run the handler again anyway, and is busy rebuilding the
-	 * working frame, so touch nothing and return.
+	 * working frame, so touch nothing and return.  One unsigned compare of
+	 * RIP - repeat_nmi against the region's length (an RIP below the
+	 * region wraps to a huge value); %rdx keeps RIP - repeat_nmi for
+	 * check 4.
 	 */
 	movq	IRET_RIP - NMIST_SCRATCH(%rsp), %rdx
-	cmpq	$repeat_nmi, %rdx
-	jb	1f
-	cmpq	$end_repeat_nmi, %rdx
+	subq	$repeat_nmi, %rdx
+	cmpq	$(end_repeat_nmi - repeat_nmi), %rdx
 	jb	nmi_in_repeat_region
-1:
 	/* Check 3: an outer NMI is executing on this stack. */
 	cmpq	$0, NMIST_EXECUTING - NMIST_SCRATCH(%rsp)
 	jne	nmi_nested
@@ -130,7 +131,7 @@ asm_nmi:
 	 * runs on a user-chosen RSP (just after SYSCALL, just before SYSRET) can
 	 * point RSP into this stack, but never has this RIP.
 	 */
-	cmpq	$nmi_final_iret, %rdx
+	cmpq	$(nmi_final_iret - repeat_nmi), %rdx	/* RIP == nmi_final_iret */
 	jne	nmi_first
 	/* (interrupted RSP - stack bottom) < stack size, as one unsigned test. */
 	movq	IRET_RSP - NMIST_SCRATCH(%rsp), %rdx
@@ -246,12 +247,12 @@ end_repeat_nmi:
 	swapgs
 3:
 	POP_GPRS
-	addq	$16, %rsp			/* vector, error: rsp = saved frame */
-	addq	$(NMIST_WORKING - NMIST_SAVED), %rsp	/* rsp = working frame */
+	/* Past vector and error code, and the saved frame: rsp = working frame. */
+	addq	$(16 + NMIST_WORKING - NMIST_SAVED), %rsp
 	/*
 	 * From here to the IRETQ, RSP is above the saved frame: an exception
 	 * that pushes on the current stack would overwrite it, and a nested NMI
-	 * would then repeat with a corrupted frame.  None can happen (these two
+	 * would then repeat with a corrupted frame.  None can happen (these
 	 * instructions cannot fault, and int3 is refused here); only IST
 	 * exceptions (#DB from a hardware breakpoint, #MC), which use their own
 	 * stacks, can.  The same holds for the copy in repeat_nmi.
