@@ -92,10 +92,11 @@ void wd_cost_reset(void);
 bool wd_wait(bool (*cond)(void *), void *arg, uint64_t limit_ns);
 
 /*
- * The watchdog's NMI doorbell, one pair of words per CPU (struct percpu).
- * Its handler on the local chain runs on every NMI, so it looks at nothing
- * else until one of these is set: an NMI that is none of the watchdog's
- * business costs one load.
+ * The watchdog's bits in the core's per-CPU NMI doorbell (nmi_doorbell_*()
+ * in <nmikit/nmi.h>).  The watchdog has no handler on the local chain: the
+ * core tests the doorbell word once per NMI and calls the watchdog's
+ * callbacks only for bits that are set, so an NMI that is none of the
+ * watchdog's business costs it nothing.
  *   request bits: set by a sender AFTER it wrote what it asks (its own
  *     per-CPU state, release) and BEFORE it sends the NMI; the handler takes
  *     them all with one exchange and then reads that state.  A bit is only
