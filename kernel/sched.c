@@ -60,6 +60,18 @@ static struct task tasks[TASK_MAX];
 static struct task idle_tasks[MAX_CPUS];
 static struct runqueue runqueues[MAX_CPUS];
 
+/*
+ * The number of TASK_CPU_ANY tasks queued on any CPU: the sum of every
+ * queue's nr_movable, kept by rq_enqueue()/rq_unlink() under the queue's
+ * lock with a locked add (the queues have different locks).  A task counts
+ * here from before its queue's count shows it until after its queue's
+ * count has dropped it, so this is never below that sum: when it reads 0,
+ * no movable task was queued anywhere at that moment.  The idle loop's
+ * check and steal_task() read it first and look at the queues only when
+ * it is not 0 (one load instead of a scan of every CPU).
+ */
+static unsigned int nr_movable_all;
+
 /* Allocation of task slots, and the exit/wait/detach hand-over. */
 static struct spinlock task_lock = SPINLOCK_INIT("tasks");
 static uint32_t next_task_id = 1;
@@ -86,8 +98,10 @@ static void rq_enqueue(struct runqueue *rq, struct task *t)
 		rq->head = t;
 	rq->tail = t;
 	rq->nr_queued++;
-	if (!t->pinned)
+	if (!t->pinned) {
+		__atomic_fetch_add(&nr_movable_all, 1, __ATOMIC_SEQ_CST);	/* first */
 		rq->nr_movable++;
+	}
 	t->on_rq = true;
 }
 
@@ -101,8 +115,10 @@ static void rq_unlink(struct runqueue *rq, struct task *prev, struct task *t)
 		rq->tail = prev;
 	t->rq_next = NULL;
 	rq->nr_queued--;
-	if (!t->pinned)
+	if (!t->pinned) {
 		rq->nr_movable--;
+		__atomic_fetch_sub(&nr_movable_all, 1, __ATOMIC_SEQ_CST);	/* last */
+	}
 	t->on_rq = false;
 }
 
@@ -402,6 +418,8 @@ uint64_t sched_ticks(unsigned int cpu)
  */
 static bool steal_task(unsigned int me)
 {
+	if (__atomic_load_n(&nr_movable_all, __ATOMIC_RELAXED) == 0)
+		return false;	/* nothing movable queued anywhere */
 	for (unsigned int i = 1; i < cpus_possible; i++) {
 		unsigned int c = (me + i) % cpus_possible;
 		struct runqueue *rq = &runqueues[c];
@@ -433,12 +451,21 @@ static bool steal_task(unsigned int me)
 /*
  * Is there anything for the idle loop to do?  A task in this CPU's queue,
  * or (a hint, which steal_task() confirms under the lock) a movable task
- * queued on some CPU.  Called with interrupts off while RCU is NOT
- * watching this CPU: it only loads plain counters and pointers, never
- * dereferences a task, takes no lock, and is no RCU reader.  This CPU's
- * own counts are 0 whenever its queue is empty, so the scan need not skip
- * it; a nonzero count of a CPU that is not up is ignored, as steal_task()
- * ignores it.
+ * queued on some CPU that is up.  Called with interrupts off while RCU is
+ * NOT watching this CPU: it only loads plain counters and pointers, never
+ * dereferences a task, takes no lock, and is no RCU reader.
+ *
+ * The movable hint is nr_movable_all first: 0 means no movable task was
+ * queued anywhere when it was read (it never falls below the sum of the
+ * queues' counts, see its comment), so there is nothing to steal, and the
+ * common case costs one load whatever the number of CPUs.  Only when it is
+ * not 0 are the queues scanned, to ignore the count of a CPU that is not
+ * up, as steal_task() ignores it.  This CPU's own counts are 0 whenever
+ * its queue is empty, so the scan need not skip it.  A movable task queued
+ * just after the load is on the queue of a CPU that is up (pick_cpu(), or
+ * the CPU it was woken on, which task_wake() kicks if idle), which runs it;
+ * this CPU sees it at its next wake-up (at the latest its tick) and may
+ * steal it then: the hint can delay a steal, never strand a task.
  *
  * What wakes an idle CPU and whether this sees it: a task woken or queued
  * for this CPU (task_wake, the tick waking a sleeper, a new task, the RCU
@@ -452,6 +479,8 @@ static inline bool idle_has_work(const struct runqueue *rq, const struct runqueu
 {
 	if (__atomic_load_n(&rq->head, __ATOMIC_RELAXED))
 		return true;
+	if (NK_LIKELY(__atomic_load_n(&nr_movable_all, __ATOMIC_RELAXED) == 0))
+		return false;
 	const struct runqueue *q = runqueues;	/* end > runqueues: CPU 0 exists */
 	do {
 		if (__atomic_load_n(&q->nr_movable, __ATOMIC_RELAXED) && q->up)

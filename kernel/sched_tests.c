@@ -114,6 +114,57 @@ KTEST(sched, kthreads_run_and_preempt)
 	KT_EXPECT_GT(b2, b1);
 }
 
+/*
+ * An idle CPU steals a TASK_CPU_ANY task queued behind a CPU that will not
+ * give it up.  The runner creates the task (pick_cpu() queues it on the
+ * runner's CPU: equal queues prefer the caller's) and then keeps its CPU
+ * with preemption off, interrupts on.  The task can only run if the other,
+ * idle CPU finds it: its idle loop looks after each wake-up (its tick) with
+ * idle_has_work(), whose hint is the global count of queued movable tasks,
+ * and then steal_task() takes it.  A hint that read "nothing" while the
+ * task is queued fails this: the idle CPU halts on, and the task does not
+ * run within the wait (checked by making idle_has_work() ignore the count).
+ */
+struct steal_probe {
+	volatile bool ran;
+	volatile unsigned int cpu;
+};
+
+static void steal_probe_thread(void *arg)
+{
+	struct steal_probe *p = arg;
+	p->cpu = this_cpu_id();
+	__atomic_store_n(&p->ran, true, __ATOMIC_RELEASE);
+}
+
+KTEST(sched, idle_cpu_steals_movable_task)
+{
+	static struct steal_probe p;
+	unsigned int me = this_cpu_id();
+
+	if (test_cpu() == me)
+		KT_SKIP("needs a second online CPU");
+	p = (struct steal_probe){ .cpu = me };
+	preempt_disable();
+	struct task *t = task_create_kernel("steal-probe", steal_probe_thread, &p, TASK_CPU_ANY);
+	if (!t) {
+		preempt_enable();
+		KT_ASSERT_NOT_NULL(t);
+	}
+	unsigned int queued_on = t->cpu;
+	uint64_t end = os_timestamp_ns() + 2000ull * 1000000ull;
+	while (!__atomic_load_n(&p.ran, __ATOMIC_ACQUIRE) && os_timestamp_ns() < end)
+		cpu_relax();
+	bool ran = __atomic_load_n(&p.ran, __ATOMIC_ACQUIRE);
+	preempt_enable();
+	task_wait(t, NULL);
+
+	kt_diag("runner on CPU %u, task queued on CPU %u, ran on CPU %u (%s within 2 s)",
+		me, queued_on, p.cpu, ran ? "while the runner kept its CPU" : "NOT");
+	KT_EXPECT_TRUE(ran);
+	KT_EXPECT_NE(p.cpu, me);
+}
+
 static void sleeper_thread(void *arg)
 {
 	uint64_t *elapsed = arg;
