@@ -51,25 +51,30 @@ static bool irq_work_push(_Atomic(struct irq_work *) *head, struct irq_work *w)
 }
 
 /*
- * The claim and the push (irq_work_queue() found the item idle).
- * NMI-safe: yes.  The claim is one atomic OR: whoever turns PENDING on owns
- * the item's link until the consumer takes it, so the item is on at most one
- * list.  BUSY is set along with it and stays set until the callback is done.
- * Interrupts are disabled across the push so that, outside NMI context, the
- * CPU cannot change under us.
+ * The claim and the push (irq_work_queue() found the item idle, with flags
+ * `old`).  NMI-safe: yes.  The claim is a compare-exchange from the flags
+ * the caller already loaded to the same with PENDING and BUSY on: whoever
+ * turns PENDING on owns the item's link until the consumer takes it, so the
+ * item is on at most one list.  A failed exchange reloads `old`; if the
+ * item is pending by then, someone else claimed it first and this request
+ * is coalesced, exactly as a claim that found it pending.  BUSY stays set
+ * until the callback is done.  Interrupts are disabled across the push so
+ * that, outside NMI context, the CPU cannot change under us.
  */
-static __attribute__((noinline)) bool irq_work_queue_claim(struct irq_work *w)
+static __attribute__((noinline)) bool irq_work_queue_claim(struct irq_work *w, unsigned old)
 {
 	os_irqflags_t irq = os_local_irq_save();
 	struct irq_work_cpu *c = &irq_work_cpus[os_cpu_id()];
-	unsigned old;
 
-	old = atomic_fetch_or_explicit(&w->flags, IRQ_WORK_CLAIM, memory_order_acq_rel);
-	if (old & IRQ_WORK_PENDING) {
-		nk_atomic_inc(&c->coalesced);
-		os_local_irq_restore(irq);
-		return false;
-	}
+	do {
+		if (old & IRQ_WORK_PENDING) {
+			nk_atomic_inc(&c->coalesced);
+			os_local_irq_restore(irq);
+			return false;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(&w->flags, &old, old | IRQ_WORK_CLAIM,
+							memory_order_acq_rel,
+							memory_order_relaxed));
 	nk_atomic_inc(&c->queued);
 	if (old & IRQ_WORK_LAZY) {
 		irq_work_push(&c->lazy, w);
@@ -89,57 +94,55 @@ static __attribute__((noinline)) bool irq_work_queue_claim(struct irq_work *w)
  * and its callback has not started yet (the runner drops PENDING just
  * before calling it, with a seq_cst read-modify-write), so the callback runs
  * after this point.  The fence orders the caller's earlier stores before
- * our look at the flags, as the claim's atomic OR would, so the callback
- * sees them.  This is the lost-NMI probe's case on every claimed NMI after
- * the first.
+ * our look at the flags, as the claim's compare-exchange would, so the
+ * callback sees them.  This is the lost-NMI probe's case on every claimed
+ * NMI after the first.  Otherwise the flags just loaded are the claim's
+ * first guess.
  */
 bool irq_work_queue(struct irq_work *w)
 {
+	unsigned flags;
+
 	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&w->flags, memory_order_relaxed) & IRQ_WORK_PENDING) {
+	flags = atomic_load_explicit(&w->flags, memory_order_relaxed);
+	if (flags & IRQ_WORK_PENDING) {
 		nk_atomic_inc(&irq_work_cpus[os_cpu_id()].coalesced);
 		return false;
 	}
-	return irq_work_queue_claim(w);
-}
-
-/*
- * Drop BUSY after the callback, unless the item was queued again meanwhile
- * (from any CPU, or from the callback itself): then it is busy again and
- * BUSY stays.  A claim between our load and the compare-exchange makes the
- * exchange fail, so BUSY is never dropped from a queued item.
- */
-static inline void irq_work_drop_busy(struct irq_work *w)
-{
-	unsigned flags = atomic_load_explicit(&w->flags, memory_order_relaxed);
-
-	if (!(flags & IRQ_WORK_PENDING))
-		atomic_compare_exchange_strong_explicit(&w->flags, &flags, flags & ~IRQ_WORK_BUSY,
-							memory_order_release,
-							memory_order_relaxed);
+	return irq_work_queue_claim(w, flags);
 }
 
 /*
  * Run one item taken off a list.  Interrupt context, interrupts off.
+ * `flags` are the item's flags as loaded after the list was taken: while an
+ * item is on a list nobody changes them (a claim finds PENDING set and
+ * writes nothing; a runner elsewhere cannot drop BUSY, see below), so they
+ * are exactly PENDING | BUSY | the fixed bits.
  *
  * PENDING is dropped before the callback (a seq_cst atomic AND, which pairs
  * with the fence of irq_work_queue()'s fast path), so an event that happens
  * while it runs queues the item again (from any CPU, or from the callback
- * itself) and is not lost.  BUSY is dropped after (irq_work_drop_busy()).
+ * itself) and is not lost.  BUSY is dropped after, by a compare-exchange
+ * that expects the flags as the AND left them: a claim in between (any
+ * CPU, or the callback itself) turned PENDING back on, so the exchange
+ * fails and BUSY stays with the queued item.  No separate load is needed.
  */
-static inline void irq_work_call(struct irq_work *w, struct irq_work_cpu *c)
+static inline void irq_work_call(struct irq_work *w, unsigned flags, struct irq_work_cpu *c)
 {
+	unsigned idle = flags & ~IRQ_WORK_PENDING;
+
 	atomic_fetch_and_explicit(&w->flags, ~IRQ_WORK_PENDING, memory_order_seq_cst);
 	w->func(w);
 	nk_atomic_inc(&c->run);
-	irq_work_drop_busy(w);
+	atomic_compare_exchange_strong_explicit(&w->flags, &idle, idle & ~IRQ_WORK_BUSY,
+						memory_order_release, memory_order_relaxed);
 }
 
 /*
  * An EXCLUSIVE item first claims its runner slot; if another CPU has it,
  * the item goes on this CPU's lazy list, still PENDING, for our next tick.
  */
-static __attribute__((noinline)) void irq_work_run_exclusive(struct irq_work *w,
+static __attribute__((noinline)) void irq_work_run_exclusive(struct irq_work *w, unsigned flags,
 							     struct irq_work_cpu *c)
 {
 	unsigned nobody = 0, cpu = (unsigned)(c - irq_work_cpus);
@@ -151,50 +154,66 @@ static __attribute__((noinline)) void irq_work_run_exclusive(struct irq_work *w,
 		irq_work_push(&c->lazy, w);
 		return;
 	}
-	irq_work_call(w, c);
+	irq_work_call(w, flags, c);
 	atomic_store_explicit(&w->runner, 0, memory_order_release);
 }
 
 static inline void irq_work_run_one(struct irq_work *w, struct irq_work_cpu *c)
 {
-	if (atomic_load_explicit(&w->flags, memory_order_relaxed) & IRQ_WORK_EXCLUSIVE)
-		irq_work_run_exclusive(w, c);
+	unsigned flags = atomic_load_explicit(&w->flags, memory_order_relaxed);
+
+	if (flags & IRQ_WORK_EXCLUSIVE)
+		irq_work_run_exclusive(w, flags, c);
 	else
-		irq_work_call(w, c);
+		irq_work_call(w, flags, c);
 }
 
 /*
- * Run a list taken whole, `w` its newest item, in queueing order.  The
- * usual case is a single item; longer lists are reversed first.
+ * Run a list taken whole, `w` its newest item, in queueing order: pushes
+ * made it newest-first, so it is reversed first.
  */
 static __attribute__((noinline)) void irq_work_run_taken(struct irq_work *w,
 							 struct irq_work_cpu *c)
 {
 	struct irq_work *next, *fifo = NULL;
 
-	if (w->next) {
-		/* Pushes made the list newest-first; reverse it. */
-		for (; w; w = next) {
-			next = w->next;
-			w->next = fifo;
-			fifo = w;
-		}
-		w = fifo;
-	}
 	for (; w; w = next) {
+		next = w->next;
+		w->next = fifo;
+		fifo = w;
+	}
+	for (w = fifo; w; w = next) {
 		/* Read the link first: the callback may queue w again. */
 		next = w->next;
 		irq_work_run_one(w, c);
 	}
 }
 
-/* Take a whole list and run it in queueing order. */
+/*
+ * Take a whole list and run it in queueing order.  The usual case, one
+ * item that is not EXCLUSIVE, runs right here; anything else goes through
+ * irq_work_run_taken().  Interrupts off.
+ */
 static inline void irq_work_run_list(_Atomic(struct irq_work *) *head, struct irq_work_cpu *c)
 {
 	struct irq_work *w = atomic_exchange_explicit(head, NULL, memory_order_acquire);
+	unsigned flags;
 
-	if (w)
+	if (!w)
+		return;
+	flags = atomic_load_explicit(&w->flags, memory_order_relaxed);
+	if (__builtin_expect(!w->next && !(flags & IRQ_WORK_EXCLUSIVE), 1))
+		irq_work_call(w, flags, c);
+	else
 		irq_work_run_taken(w, c);
+}
+
+/* The irq_work IPI's entry: interrupts are off already (irq_work.h). */
+void irq_work_run_irqs_off(void)
+{
+	struct irq_work_cpu *c = &irq_work_cpus[os_cpu_id()];
+
+	irq_work_run_list(&c->raised, c);
 }
 
 /*

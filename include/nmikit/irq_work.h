@@ -60,6 +60,15 @@ bool irq_work_queue(struct irq_work *w);
 void irq_work_run(void);
 
 /*
+ * irq_work_run() for a caller that already has interrupts off and keeps
+ * them off (the irq_work IPI's entry, an interrupt gate): the same run
+ * without saving, clearing and restoring RFLAGS.  Callbacks run with
+ * interrupts off only because the caller guarantees it.  Not from NMI
+ * context.
+ */
+void irq_work_run_irqs_off(void);
+
+/*
  * Run this CPU's immediate and lazy items.  Call from the timer tick, with
  * interrupts off.  Not from NMI context.
  */

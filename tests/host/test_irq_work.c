@@ -118,6 +118,43 @@ static void one_ipi_for_several_items_run_in_queue_order(void)
 	CHECK_EQ(tos_irq_work_raised(0), 2);
 }
 
+/*
+ * irq_work_run_irqs_off(), the IPI entry's run: the caller has interrupts
+ * off.  It runs a one-item list (the inline case), a several-item list in
+ * queueing order, and an EXCLUSIVE single item (which must take the runner
+ * slot: the inline case is only for non-EXCLUSIVE items), leaves the
+ * caller's interrupt state alone, and drops BUSY after each callback.
+ */
+static void run_irqs_off_runs_single_and_listed_items(void)
+{
+	os_irqflags_t f;
+
+	for (unsigned i = 0; i < 3; i++)
+		irq_work_init(&items[i], count_run, 0);
+	irq_work_init(&items[3], count_run, IRQ_WORK_EXCLUSIVE);
+	f = os_local_irq_save();
+	CHECK(irq_work_queue(&items[1]));
+	irq_work_run_irqs_off();
+	CHECK_STR(run_order, "1");
+	CHECK(!irq_work_is_busy(&items[1]));
+	CHECK(irq_work_queue(&items[2]));
+	CHECK(irq_work_queue(&items[0]));
+	CHECK(irq_work_queue(&items[1]));
+	irq_work_run_irqs_off();
+	CHECK_STR(run_order, "1201");
+	CHECK(irq_work_queue(&items[3]));
+	irq_work_run_irqs_off();
+	CHECK_STR(run_order, "12013");
+	CHECK(tos_irqs_off(0));
+	os_local_irq_restore(f);
+	CHECK(irqs_off_in_callback);
+	for (unsigned i = 0; i < 4; i++)
+		CHECK(!irq_work_is_busy(&items[i]));
+	CHECK_EQ(wstats(0).run, 5);
+	CHECK_EQ(wstats(0).queued, 5);
+	CHECK_EQ(tos_irq_work_raised(0), 3);
+}
+
 static void tick_also_runs_immediate_items(void)
 {
 	irq_work_init(&items[0], count_run, 0);
@@ -357,6 +394,7 @@ const struct tap_test irq_work_tests[] = {
 	TAP_TEST(second_queue_while_pending_is_coalesced_and_counted),
 	TAP_TEST(lazy_item_waits_for_the_tick),
 	TAP_TEST(one_ipi_for_several_items_run_in_queue_order),
+	TAP_TEST(run_irqs_off_runs_single_and_listed_items),
 	TAP_TEST(tick_also_runs_immediate_items),
 	TAP_TEST(item_requeued_from_its_own_callback_runs_again),
 	TAP_TEST(lazy_item_requeued_from_callback_waits_for_next_tick),
