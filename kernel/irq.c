@@ -8,9 +8,10 @@
  * Writers (register, unregister, alloc) claim a vector's state with a
  * compare-exchange, so two of them cannot both get it.
  *
- * Also here: irq_send_self_ipi(), the fixed-vector self IPI that the
- * irq_work raise uses, sent with the "self" shorthand straight to the ICR,
- * and irq_work_interrupt(), the C side of that vector's lean entry.
+ * Also here: irq_send_self_ipi(), the fixed-vector self IPI sent with the
+ * "self" shorthand straight to the ICR, os_irq_work_raise() (the same on
+ * IRQ_WORK_VECTOR), and irq_work_interrupt(), the C side of that vector's
+ * lean entry, which runs irq_work and signals EOI itself.
  */
 #include <kernel/irq.h>
 #include <kernel/shell.h>
@@ -19,7 +20,9 @@
 #include <arch/os_inline.h>
 #include <arch/percpu.h>
 #include <arch/regs.h>
+#include <nmikit/irq_work.h>
 #include <nmikit/log.h>
+#include <nmikit/os.h>
 
 #include <stdatomic.h>
 
@@ -247,18 +250,28 @@ void irq_dispatch(struct regs *r)
 
 /*
  * Called by entry.S's irq_work_entry for IRQ_WORK_VECTOR, interrupts
- * disabled.  The entry saved only the caller-saved registers, so the
- * handler gets r == NULL (irq.h).  Same counts, depth and EOI as
- * irq_dispatch().  Returns true when the scheduler's exit hook may be due
- * (need_resched set, no IRQ handler below this one): the entry then
- * builds a struct regs and calls irq_exit_check(), which decides with the
- * same rule as irq_dispatch() (interrupted ring, IF, preempt_count).
+ * disabled (an interrupt gate).  The vector has one job, so this is
+ * irq_dispatch() with that job wired in: the same per-vector count and
+ * irq_depth, then irq_work_run_irqs_off() straight (no table lookup or
+ * indirect call: the table entry nmi_setup.c registers still names the
+ * vector for `irq` and keeps it from being allocated, but is not called
+ * here), then EOI written straight to the local APIC (the only EOI
+ * irq_set_eoi() is ever given; this IPI can only have come through the
+ * APIC, so lapic_base is set).  Interrupts stay off throughout, so the
+ * callbacks run with them off.  Returns true when the scheduler's exit
+ * hook may be due (need_resched set, no IRQ handler below this one): the
+ * entry then builds a struct regs and calls irq_exit_check(), which
+ * decides with the same rule as irq_dispatch() (interrupted ring, IF,
+ * preempt_count).
  */
 bool irq_work_interrupt(void)
 {
 	unsigned cpu = this_cpu_id();
 
-	irq_handle(IRQ_WORK_VECTOR, cpu, NULL);
+	count_this_cpu(&irq_counts[cpu][IRQ_WORK_VECTOR]);
+	irq_depth[cpu]++;
+	irq_work_run_irqs_off();
+	lapic_write(LAPIC_EOI, 0);
 	return --irq_depth[cpu] == 0 && this_cpu_need_resched();
 }
 
@@ -308,10 +321,8 @@ static __attribute__((noinline)) void self_ipi_send_after_wait(uint32_t low)
  * sent, as with lapic.c's senders.  The waits are out of line: the usual
  * case is one read before and one after.
  */
-void irq_send_self_ipi(unsigned vector)
+static inline __attribute__((always_inline)) void self_ipi_send(uint32_t low)
 {
-	uint32_t low = ICR_SH_SELF | ICR_DM_FIXED | (vector & 0xff);
-
 	if (!lapic_base)
 		return;
 	if (icr_busy()) {
@@ -321,6 +332,21 @@ void irq_send_self_ipi(unsigned vector)
 	lapic_write(LAPIC_ICR_LOW, low);
 	if (icr_busy())
 		self_ipi_wait_idle();
+}
+
+void irq_send_self_ipi(unsigned vector)
+{
+	self_ipi_send(ICR_SH_SELF | ICR_DM_FIXED | (vector & 0xff));
+}
+
+/*
+ * The <nmikit/os.h> hook behind irq_work_queue(): the self IPI on
+ * IRQ_WORK_VECTOR, its ICR word a constant.  Here rather than in os.c so
+ * the send is built inline, not through a second call.  NMI-safe: yes.
+ */
+void os_irq_work_raise(void)
+{
+	self_ipi_send(ICR_SH_SELF | ICR_DM_FIXED | IRQ_WORK_VECTOR);
 }
 
 void irq_print_table(nk_write_fn *write, void *arg)

@@ -49,7 +49,7 @@ void os_send_nmi(unsigned cpu)
 
 void os_send_nmi_self(void) { lapic_send_nmi(this_cpu()->apic_id); }
 void os_send_nmi_allbutself(void) { lapic_send_nmi_allbutself(); }
-void os_irq_work_raise(void) { irq_send_self_ipi(IRQ_WORK_VECTOR); }
+/* os_irq_work_raise() is in irq.c, beside the self-IPI send it inlines. */
 
 void os_console_write(const char *buf, size_t len) { serial_write(buf, len); }
 

@@ -39,9 +39,11 @@ struct regs;
 
 /*
  * Called with interrupts disabled, on the interrupted context's stack.
- * `r` is the interrupted context, except on the irq_work vector
- * (IRQ_WORK_VECTOR, <arch/os_inline.h>), whose lean entry saves no struct
- * regs: its handler gets r == NULL.
+ * `r` is the interrupted context.  The irq_work vector (IRQ_WORK_VECTOR,
+ * <arch/os_inline.h>) is the exception: its lean entry saves no struct
+ * regs and runs irq_work itself (irq_work_interrupt()), so the handler
+ * registered for it names the vector but is not called from that entry;
+ * should anything else call it, it gets r == NULL.
  */
 typedef void (*irq_handler_fn)(struct regs *r);
 
@@ -89,8 +91,10 @@ void irq_dispatch(struct regs *r);
 
 /*
  * The C side of irq_work_entry (IRQ_WORK_VECTOR): irq_dispatch() without a
- * register frame.  True when the exit hook may be due; the entry then
- * calls irq_exit_check() with a full struct regs.
+ * register frame, with irq_work_run_irqs_off() and the local APIC's EOI
+ * wired in instead of the table's handler and EOI callback.  True when the
+ * exit hook may be due; the entry then calls irq_exit_check() with a full
+ * struct regs.
  */
 bool irq_work_interrupt(void);
 
