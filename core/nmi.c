@@ -4,6 +4,8 @@
  * heuristic, the unknown-NMI policy, the emergency slot and panic shootdown,
  * and statistics.  docs/nmi-dispatch.md walks through one NMI.
  */
+#include <nmikit/rcu_nmi_inline.h>
+
 #include <nmikit/compiler.h>
 #include <nmikit/format.h>
 #include <nmikit/log.h>
@@ -1110,14 +1112,15 @@ void nmi_entry(struct nmi_frame *f)
 {
 	unsigned cpu = os_cpu_id();
 	struct nmi_cpu *c = &nmi_cpus[cpu];
+	struct rcu_dynticks *rd = rcu_dynticks_of(cpu);
 
 	/*
-	 * Hold c as a pointer in a register: otherwise gcc keeps the array
-	 * index, rebuilds field addresses from the symbol at each use and
-	 * spills some of them (about 10 instructions per NMI).
+	 * Hold c and rd as pointers in registers: otherwise gcc keeps the
+	 * array index, rebuilds field addresses from the symbol at each use
+	 * and spills some of them (about 10 instructions per NMI).
 	 */
 #if defined(__GNUC__)
-	__asm__("" : "+r"(c));
+	__asm__("" : "+r"(c), "+r"(rd));
 #endif
 	if (atomic_load_explicit(&c->state, memory_order_relaxed) != NMI_NOT_RUNNING) {
 		atomic_store_explicit(&c->state, NMI_LATCHED, memory_order_relaxed);
@@ -1125,7 +1128,7 @@ void nmi_entry(struct nmi_frame *f)
 		return;
 	}
 	atomic_store_explicit(&c->state, NMI_EXECUTING, memory_order_relaxed);
-	rcu_nmi_enter_cpu(cpu);	/* handlers are RCU readers, even from idle (docs/rcu-nmi.md) */
+	rcu_nmi_enter_inline(rd);	/* handlers are RCU readers, even from idle (docs/rcu-nmi.md) */
 	atomic_fetch_add_explicit(&c->seq, 1, memory_order_seq_cst);
 
 	nmi_dispatch(f, cpu, c);
@@ -1136,7 +1139,7 @@ void nmi_entry(struct nmi_frame *f)
 
 	/* Only this CPU writes seq: a release add is the release store of seq + 1. */
 	atomic_fetch_add_explicit(&c->seq, 1, memory_order_release);
-	rcu_nmi_exit_cpu(cpu);
+	rcu_nmi_exit_inline(rd);
 }
 
 void nmi_note_nested(void)

@@ -21,7 +21,8 @@
  * Compile-time switches:
  *   START_NONIDLE   start with the CPU non-idle (default: idle)
  *   TRANSITIONS     process level alternates idle <-> non-idle forever
- *   CHECK_WATCH     assert dynticks is odd whenever a handler body runs
+ *   CHECK_WATCH     assert dynticks is odd whenever a handler body runs,
+ *                   and still odd when the last exit from idle increments it
  *   CHECK_COUNTERS  assert every NMI leaves both counters as it found them
  *                   (dynticks advanced by 2 if it entered from idle)
  *   CHECK_GP        assert no grace period ends while a reader that was
@@ -192,6 +193,11 @@ active proctype cpu()
             pc[depth] = EX_INC }
 #endif
     :: atomic { depth > 0 && pc[depth] == EX_INC ->
+#ifdef CHECK_WATCH
+            /* The counter EX_INC finds is still the odd one BODY_END saw:
+             * the code reads its BODY_END check from this increment. */
+            assert((dynticks & 1) == 1);
+#endif
             DT_INC(dynticks); incs[depth]++;
 #ifdef BROKEN_EXIT_ORDER
             pc[depth] = EX_ZERO }

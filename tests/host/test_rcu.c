@@ -17,6 +17,9 @@
 #include <nmikit/nmi.h>
 #include <nmikit/rcu.h>
 
+/* The counters themselves, to break them on purpose (core-private). */
+#include <nmikit/rcu_nmi_inline.h>
+
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -201,6 +204,44 @@ static void every_invariant_check_fires_and_warns_once(void)
 	CHECK_EQ(rcu_warnings(RCU_WARN_IDLE_EXIT_ODD), 0);
 	CHECK_EQ(rcu_warnings(RCU_WARN_KINDS), 7);
 	CHECK(tos_log_has("WARNING: rcu_nmi_exit: nesting is 0 (exit without entry) on CPU 0"));
+}
+
+/*
+ * A handler that ran unwatched (the counter even inside it: some bug
+ * incremented it) is reported at its exit, on both of the exit's branches.
+ * On the last exit from idle the check is the value the exit's own
+ * increment found (rcu_nmi_inline.h), which also says the increment left
+ * the counter odd: both warnings.  Checked failing by making that branch
+ * ignore the value (no warning, both counts 0).
+ */
+static void an_unwatched_handler_is_reported_at_its_exit(void)
+{
+	_Atomic uint64_t *counter = &rcu_dynticks_of(0)->dynticks;
+
+	/* From idle. */
+	rcu_nmi_enter();
+	CHECK_EQ(dt(0), 1);
+	CHECK_EQ(nest(0), 1);
+	atomic_fetch_add(counter, 1);		/* the bug: even inside the handler */
+	rcu_nmi_exit();
+	CHECK_EQ(rcu_warnings(RCU_WARN_HANDLER_UNWATCHED), 1);
+	CHECK_EQ(rcu_warnings(RCU_WARN_IDLE_EXIT_ODD), 1);
+	CHECK(tos_log_has("rcu_nmi_exit: counter even inside the handler"));
+	CHECK(tos_log_has("rcu_nmi_exit: counter odd after the outermost exit from idle"));
+	CHECK_EQ(nest(0), 0);			/* the steps ran all the same */
+	CHECK_EQ(dt(0), 3);
+
+	/* Not from idle (EX_NST): only the first warning. */
+	atomic_store(counter, 0);
+	rcu_idle_exit();
+	rcu_nmi_enter();
+	CHECK_EQ(nest(0), RCU_NESTING_NONIDLE + 2);
+	atomic_fetch_add(counter, 1);
+	rcu_nmi_exit();
+	CHECK_EQ(rcu_warnings(RCU_WARN_HANDLER_UNWATCHED), 2);
+	CHECK_EQ(rcu_warnings(RCU_WARN_IDLE_EXIT_ODD), 1);
+	CHECK_EQ(nest(0), RCU_NESTING_NONIDLE);
+	CHECK_EQ(rcu_warnings(RCU_WARN_KINDS), 3);
 }
 
 /* --- real asynchronous nesting: a signal at any instruction --------------- */
@@ -844,6 +885,7 @@ const struct tap_test rcu_tests[] = {
 	TAP_TEST(nmi_on_a_busy_cpu_moves_only_the_nesting),
 	TAP_TEST(user_mode_is_an_extended_quiescent_state),
 	TAP_TEST(every_invariant_check_fires_and_warns_once),
+	TAP_TEST(an_unwatched_handler_is_reported_at_its_exit),
 	TAP_TEST(nesting_survives_nmis_at_random_instructions),
 	TAP_TEST(gp_waits_for_every_busy_cpu),
 	TAP_TEST(gp_is_not_ended_by_a_tick_inside_a_reader),
