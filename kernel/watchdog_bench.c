@@ -189,6 +189,13 @@ BENCH(watchdog_check_insns_hpet_ipi, "tsc", "one HPET handler (receiver: recogni
       b_insns_hpet, .cpus = 4, .cmdline = HPET_IPI_CMD, .qemu = HPET_QEMU);
 BENCH(watchdog_check_insns_buddy, "tsc", "one buddy check in a tick (the next CPU's heartbeat)",
       b_insns_buddy);
+/*
+ * The same check with 255 CPUs, the most xAPIC can address: a buddy check
+ * reads one other CPU's heartbeat, so its cost must not grow with the CPU
+ * count.  tools/bench also takes boot_255cpu from this boot's console.
+ */
+BENCH(watchdog_check_insns_buddy_255cpu, "tsc", "one buddy check in a tick, 255 CPUs (flat in CPUs?)",
+      b_insns_buddy, .cpus = 255);
 BENCH(backtrace_all_2cpu, "tsc", "all-CPU NMI backtrace, 2 CPUs, printed to the log ring, console quiet",
       b_bt2);
 BENCH(backtrace_all_4cpu, "tsc", "all-CPU NMI backtrace, 4 CPUs, console quiet", b_bt4, .cpus = 4);
