@@ -280,6 +280,15 @@ static void nmi_fill_slot(struct nmi_action *a, unsigned type, const char *name,
 	atomic_store_explicit(&a->warn_after_ns, 0, memory_order_relaxed);
 }
 
+/* A handler and its name as both registrations take them; *len gets the name's length. */
+static int nmi_check_handler(const char *name, nmi_handler_fn fn, size_t *len)
+{
+	if (!fn || !name || !name[0])
+		return NMI_EINVAL;
+	*len = nmi_strnlen(name, NMI_NAME_MAX);
+	return *len < NMI_NAME_MAX ? NMI_OK : NMI_ENAMETOOLONG;
+}
+
 int nmi_register(unsigned type, const char *name, nmi_handler_fn fn, unsigned flags)
 {
 	struct nmi_action *a, *tail;
@@ -292,11 +301,11 @@ int nmi_register(unsigned type, const char *name, nmi_handler_fn fn, unsigned fl
 		return NMI_EINNMI;
 	if (type >= NMI_TYPE_COUNT)
 		return NMI_ETYPE;
-	if (!fn || !name || !name[0] || (flags & ~NMI_FLAG_FIRST))
+	if (flags & ~NMI_FLAG_FIRST)
 		return NMI_EINVAL;
-	len = nmi_strnlen(name, NMI_NAME_MAX);
-	if (len >= NMI_NAME_MAX)
-		return NMI_ENAMETOOLONG;
+	err = nmi_check_handler(name, fn, &len);
+	if (err != NMI_OK)
+		return err;
 
 	irq = nmi_writers_lock();
 	if (nmi_find(type, name)) {
@@ -450,11 +459,9 @@ int nmi_doorbell_register(unsigned bit, const char *name, nmi_handler_fn fn)
 		return NMI_EINNMI;
 	if (bit >= NMI_DOORBELL_BITS)
 		return NMI_ERANGE;
-	if (!fn || !name || !name[0])
-		return NMI_EINVAL;
-	len = nmi_strnlen(name, NMI_NAME_MAX);
-	if (len >= NMI_NAME_MAX)
-		return NMI_ENAMETOOLONG;
+	err = nmi_check_handler(name, fn, &len);
+	if (err != NMI_OK)
+		return err;
 
 	irq = nmi_writers_lock();
 	if (atomic_load_explicit(&nmi_bells[bit], memory_order_relaxed)) {
