@@ -7,9 +7,11 @@
 #include <nmikit/rcu_nmi_inline.h>
 
 #include <nmikit/compiler.h>
+#include <nmikit/core_cpu.h>
 #include <nmikit/format.h>
 #include <nmikit/log.h>
 #include <nmikit/nmi.h>
+#include <nmikit/nmi_probe_inline.h>
 #include <nmikit/os.h>
 #include <nmikit/param.h>
 #include <nmikit/rcu.h>
@@ -109,45 +111,28 @@ static _Atomic uint64_t nmi_external_warn_after;
 
 /* --- per-CPU state ------------------------------------------------------- */
 
-enum nmi_cpu_state {
-	NMI_NOT_RUNNING = 0,
-	NMI_EXECUTING = 1,
-	NMI_LATCHED = 2,	/* EXECUTING, and another NMI came in meanwhile */
-};
+/* The per-CPU block (struct nk_cpu, <nmikit/core_cpu.h>): this file owns it. */
+struct nk_cpu nk_cpus[NMIKIT_MAX_CPUS];
 
-struct nmi_counters {
-	_Atomic uint64_t entries, normal, unknown, external, swallowed;
-	_Atomic uint64_t latched, repeated, nested, from_user, emergency;
-	_Atomic uint64_t reason_busy;
-};
-
-struct nmi_cpu {
-	_Atomic unsigned state;		/* enum nmi_cpu_state */
-	/*
-	 * The doorbell: rung bits (low half) and listen bits (high half) in
-	 * one word, so the dispatch tests both with one load.  Any CPU rings
-	 * or listens (atomic OR / AND); only this CPU's dispatch takes rung
-	 * bits.  See nmi_bells_run().
-	 */
-	_Atomic uint64_t bell;
-	_Atomic uint64_t seq;		/* odd while inside nmi_entry() */
-	_Atomic bool parked;		/* stopped by a shootdown */
-	/*
-	 * Back-to-back detection, touched only by this CPU's dispatch.  No
-	 * "have a previous NMI" flag: last_ip only matters together with
-	 * last_claimed_many, which is false until an NMI has set both.
-	 */
-	bool last_claimed_many;		/* previous NMI: local chain claimed > 1 */
-	uint64_t last_ip;
-	struct nmi_counters ctr;
-	char panic_msg[64];
-} NK_CACHE_ALIGNED;
-
-static struct nmi_cpu nmi_cpus[NMIKIT_MAX_CPUS];
+/*
+ * The same block pointer, but gcc may no longer assume where it came from,
+ * so it computes a member's address where it is used.  Without this, gcc
+ * computes &k->nmi (needed in a register by the atomic read-modify-writes
+ * and by the out-of-line calls) once at the top of nmi_entry() and spills
+ * it across the handler calls: two instructions on every NMI for a value
+ * one LEA rebuilds on the rare path.
+ */
+static inline struct nk_cpu *nk_relaunder(struct nk_cpu *k)
+{
+#if defined(__GNUC__)
+	__asm__("" : "+r"(k));
+#endif
+	return k;
+}
 
 static inline struct nmi_cpu *nmi_this_cpu(void)
 {
-	return &nmi_cpus[os_cpu_id()];
+	return &nk_cpus[os_cpu_id()].nmi;
 }
 
 /* --- small helpers ------------------------------------------------------- */
@@ -358,7 +343,7 @@ static void nmi_wait_for_walkers(const char *what)
 	unsigned ncpus = os_cpu_count();
 
 	for (unsigned cpu = 0; cpu < ncpus; cpu++) {
-		struct nmi_cpu *c = &nmi_cpus[cpu];
+		struct nmi_cpu *c = &nk_cpus[cpu].nmi;
 		uint64_t snap, start;
 		bool warned = false;
 
@@ -514,7 +499,7 @@ void nmi_doorbell_ring(unsigned cpu, unsigned bit)
 {
 	if (cpu >= NMIKIT_MAX_CPUS || bit >= NMI_DOORBELL_BITS)
 		return;
-	atomic_fetch_or_explicit(&nmi_cpus[cpu].bell, 1ull << bit, memory_order_seq_cst);
+	atomic_fetch_or_explicit(&nk_cpus[cpu].nmi.bell, 1ull << bit, memory_order_seq_cst);
 }
 
 /* NMI-safe: yes. */
@@ -526,16 +511,16 @@ void nmi_doorbell_listen(unsigned cpu, unsigned bit, bool on)
 		return;
 	m = 1ull << (bit + 32);
 	if (on)
-		atomic_fetch_or_explicit(&nmi_cpus[cpu].bell, m, memory_order_seq_cst);
+		atomic_fetch_or_explicit(&nk_cpus[cpu].nmi.bell, m, memory_order_seq_cst);
 	else
-		atomic_fetch_and_explicit(&nmi_cpus[cpu].bell, ~m, memory_order_seq_cst);
+		atomic_fetch_and_explicit(&nk_cpus[cpu].nmi.bell, ~m, memory_order_seq_cst);
 }
 
 uint64_t nmi_doorbell_read(unsigned cpu)
 {
 	if (cpu >= NMIKIT_MAX_CPUS)
 		return 0;
-	return atomic_load_explicit(&nmi_cpus[cpu].bell, memory_order_acquire);
+	return atomic_load_explicit(&nk_cpus[cpu].nmi.bell, memory_order_acquire);
 }
 
 int nmi_set_emergency(nmi_emergency_fn fn)
@@ -800,8 +785,12 @@ static inline __attribute__((always_inline)) int nmi_walk(unsigned type, struct 
 		int n = a->fn(type, f);
 		uint64_t d;
 
-		/* Tested before the clock read, which would clobber it on x86. */
-		if (NK_UNLIKELY(n > 0)) {
+		/*
+		 * Tested before the clock read, which would clobber it on x86.
+		 * No branch hint: laid out in line, a claim costs no jump back
+		 * and a pass still only the test and one taken branch.
+		 */
+		if (n > 0) {
 			atomic_fetch_add_explicit(&a->claimed, (uint64_t)n, memory_order_relaxed);
 			sum += n;
 		}
@@ -1001,9 +990,11 @@ static void nmi_unknown(struct nmi_frame *f, unsigned cpu, struct nmi_cpu *c,
  * probe, the back-to-back rule, and the unknown policy.  NMI context, like
  * nmi_dispatch(); kept out of line so the common (claimed) path stays short.
  */
-static __attribute__((noinline)) void nmi_dispatch_unclaimed(struct nmi_frame *f, unsigned cpu,
-							     struct nmi_cpu *c)
+static __attribute__((noinline)) void nmi_dispatch_unclaimed(struct nmi_frame *f,
+							     struct nk_cpu *k)
 {
+	unsigned cpu = os_cpu_id();
+	struct nmi_cpu *c = &k->nmi;
 	unsigned reason = 0;
 	bool back_to_back = c->last_ip == f->ip;
 	bool prev_many = c->last_claimed_many;
@@ -1013,7 +1004,7 @@ static __attribute__((noinline)) void nmi_dispatch_unclaimed(struct nmi_frame *f
 	c->last_claimed_many = false;
 
 	if (nmi_external(f, cpu, c, &reason)) {
-		nmi_probe_on_claimed_cpu(cpu);
+		nmi_probe_claimed_inline(&k->probe);
 		return;
 	}
 
@@ -1037,9 +1028,10 @@ static __attribute__((noinline)) void nmi_dispatch_unclaimed(struct nmi_frame *f
  * The flow of one NMI, after nmi_entry() has made it this CPU's only running
  * dispatch.  NMI context; every step below is lock-free or try-lock only.
  */
-static inline __attribute__((always_inline)) void nmi_dispatch(struct nmi_frame *f, unsigned cpu,
-								struct nmi_cpu *c)
+static inline __attribute__((always_inline)) void nmi_dispatch(struct nmi_frame *f,
+								struct nk_cpu *k)
 {
+	struct nmi_cpu *c = &k->nmi;
 	nmi_emergency_fn em;
 	uint64_t bell;
 	int claimed = 0;
@@ -1062,10 +1054,10 @@ static inline __attribute__((always_inline)) void nmi_dispatch(struct nmi_frame 
 	 */
 	bell = atomic_load_explicit(&c->bell, memory_order_relaxed);
 	if (NK_UNLIKELY(bell != 0))
-		claimed = nmi_bells_run(c, f, bell);
+		claimed = nmi_bells_run(&nk_relaunder(k)->nmi, f, bell);
 	claimed = nmi_walk(NMI_LOCAL, f, claimed);
 	if (NK_UNLIKELY(!claimed)) {
-		nmi_dispatch_unclaimed(f, cpu, c);
+		nmi_dispatch_unclaimed(f, k);
 		return;
 	}
 	/*
@@ -1078,7 +1070,7 @@ static inline __attribute__((always_inline)) void nmi_dispatch(struct nmi_frame 
 	c->last_ip = f->ip;
 	c->last_claimed_many = claimed > 1;
 	nk_stat_inc(&c->ctr.normal);
-	nmi_probe_on_claimed_cpu(cpu);
+	nmi_probe_claimed_inline(&k->probe);
 }
 
 /*
@@ -1087,12 +1079,13 @@ static inline __attribute__((always_inline)) void nmi_dispatch(struct nmi_frame 
  * decrement finds no new one.  Out of line, so that nmi_entry() itself is
  * straight-line code.  NMI context, like nmi_dispatch().
  */
-static __attribute__((noinline)) void nmi_dispatch_repeat(struct nmi_frame *f, unsigned cpu,
-							  struct nmi_cpu *c)
+static __attribute__((noinline)) void nmi_dispatch_repeat(struct nmi_frame *f, struct nk_cpu *k)
 {
+	struct nmi_cpu *c = &k->nmi;
+
 	do {
 		nk_stat_inc(&c->ctr.repeated);
-		nmi_dispatch(f, cpu, c);
+		nmi_dispatch(f, k);
 		atomic_signal_fence(memory_order_seq_cst);
 	} while (atomic_fetch_sub_explicit(&c->state, 1, memory_order_relaxed) != NMI_EXECUTING);
 }
@@ -1117,36 +1110,37 @@ static __attribute__((noinline)) void nmi_dispatch_repeat(struct nmi_frame *f, u
  */
 void nmi_entry(struct nmi_frame *f)
 {
-	unsigned cpu = os_cpu_id();
-	struct nmi_cpu *c = &nmi_cpus[cpu];
-	struct rcu_dynticks *rd = rcu_dynticks_of(cpu);
+	struct nk_cpu *k = &nk_cpus[os_cpu_id()];
+	struct nmi_cpu *c;
 
 	/*
-	 * Hold c and rd as pointers in registers: otherwise gcc keeps the
+	 * Hold the block's address in a register: otherwise gcc keeps the
 	 * array index, rebuilds field addresses from the symbol at each use
-	 * and spills some of them (about 10 instructions per NMI).
+	 * and spills some of them (about 10 instructions per NMI).  The
+	 * dispatch state and the RCU counters are fixed offsets from it.
 	 */
 #if defined(__GNUC__)
-	__asm__("" : "+r"(c), "+r"(rd));
+	__asm__("" : "+r"(k));
 #endif
+	c = &k->nmi;
 	if (atomic_load_explicit(&c->state, memory_order_relaxed) != NMI_NOT_RUNNING) {
 		atomic_store_explicit(&c->state, NMI_LATCHED, memory_order_relaxed);
 		nk_stat_inc(&c->ctr.latched);
 		return;
 	}
 	atomic_store_explicit(&c->state, NMI_EXECUTING, memory_order_relaxed);
-	rcu_nmi_enter_inline(rd);	/* handlers are RCU readers, even from idle (docs/rcu-nmi.md) */
+	rcu_nmi_enter_inline(&k->rcu);	/* handlers are RCU readers, even from idle (docs/rcu-nmi.md) */
 	atomic_fetch_add_explicit(&c->seq, 1, memory_order_seq_cst);
 
-	nmi_dispatch(f, cpu, c);
+	nmi_dispatch(f, k);
 	atomic_signal_fence(memory_order_seq_cst);
-	if (NK_UNLIKELY(atomic_fetch_sub_explicit(&c->state, 1, memory_order_relaxed) !=
-			NMI_EXECUTING))
-		nmi_dispatch_repeat(f, cpu, c);
+	if (NK_UNLIKELY(atomic_fetch_sub_explicit(&nk_relaunder(k)->nmi.state, 1,
+						  memory_order_relaxed) != NMI_EXECUTING))
+		nmi_dispatch_repeat(f, k);
 
 	/* Only this CPU writes seq: a release add is the release store of seq + 1. */
 	atomic_fetch_add_explicit(&c->seq, 1, memory_order_release);
-	rcu_nmi_exit_inline(rd);
+	rcu_nmi_exit_inline(&k->rcu);
 }
 
 void nmi_note_nested(void)
@@ -1164,7 +1158,7 @@ uint64_t nmi_seq(unsigned cpu)
 {
 	if (cpu >= NMIKIT_MAX_CPUS)
 		return 0;
-	return atomic_load_explicit(&nmi_cpus[cpu].seq, memory_order_acquire);
+	return atomic_load_explicit(&nk_cpus[cpu].nmi.seq, memory_order_acquire);
 }
 
 /* --- panic shootdown ----------------------------------------------------- */
@@ -1188,7 +1182,7 @@ static int nmi_shootdown_stop(struct nmi_frame *f)
 	os_local_irq_save();
 	if (nmi_shootdown_cb)
 		nmi_shootdown_cb(f);
-	atomic_store_explicit(&nmi_cpus[cpu].parked, true, memory_order_release);
+	atomic_store_explicit(&nk_cpus[cpu].nmi.parked, true, memory_order_release);
 	atomic_fetch_add_explicit(&nmi_shootdown_acks, 1, memory_order_release);
 	for (;;)
 		os_cpu_relax();
@@ -1238,7 +1232,7 @@ bool nmi_cpu_parked(unsigned cpu)
 {
 	if (cpu >= NMIKIT_MAX_CPUS)
 		return false;
-	return atomic_load_explicit(&nmi_cpus[cpu].parked, memory_order_acquire);
+	return atomic_load_explicit(&nk_cpus[cpu].nmi.parked, memory_order_acquire);
 }
 
 /* --- statistics ---------------------------------------------------------- */
@@ -1252,7 +1246,7 @@ int nmi_get_cpu_stats(unsigned cpu, struct nmi_cpu_stats *out)
 		return NMI_EINVAL;
 	if (cpu >= NMIKIT_MAX_CPUS)
 		return NMI_ERANGE;
-	k = &nmi_cpus[cpu].ctr;
+	k = &nk_cpus[cpu].nmi.ctr;
 	out->entries = nk_stat_read(&k->entries);
 	out->normal = nk_stat_read(&k->normal);
 	out->unknown = nk_stat_read(&k->unknown);

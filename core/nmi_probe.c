@@ -8,8 +8,10 @@
  * protocol and its races.
  */
 #include <nmikit/compiler.h>
+#include <nmikit/core_cpu.h>
 #include <nmikit/irq_work.h>
 #include <nmikit/nmi.h>
+#include <nmikit/nmi_probe_inline.h>
 #include <nmikit/os.h>
 #include <nmikit/param.h>
 
@@ -21,17 +23,6 @@
 bool nmi_lost_recovery = true;
 NK_PARAM_BOOL("nmi_lost_recovery", nmi_lost_recovery,
 	      "after a claimed NMI, probe with self-NMIs until one comes back unclaimed");
-
-struct nmi_probe_cpu {
-	struct irq_work work;		/* lazy: runs from the tick */
-	_Atomic bool wanted;		/* an NMI was claimed since the last probe */
-	_Atomic bool pending;		/* a probe NMI is (or may be) in flight */
-	_Atomic bool absorbed_mark;	/* an unclaimed NMI was taken for the probe */
-	uint64_t sent_seq;		/* nmi_seq() of this CPU when last sent */
-	_Atomic uint64_t sent, found, absorbed, collapsed;
-} NK_CACHE_ALIGNED;
-
-static struct nmi_probe_cpu nmi_probes[NMIKIT_MAX_CPUS];
 
 /*
  * The probe itself: tick context (irq_work_tick), interrupts off, on the CPU
@@ -54,7 +45,7 @@ static struct nmi_probe_cpu nmi_probes[NMIKIT_MAX_CPUS];
 static void nmi_probe_fn(struct irq_work *w)
 {
 	unsigned cpu = os_cpu_id();
-	struct nmi_probe_cpu *p = &nmi_probes[cpu];
+	struct nmi_probe_cpu *p = &nk_cpus[cpu].probe;
 
 	if (!nmi_lost_recovery) {
 		atomic_store_explicit(&p->wanted, false, memory_order_relaxed);
@@ -87,30 +78,13 @@ static void nmi_probe_fn(struct irq_work *w)
 }
 
 /*
- * NMI context, on CPU `cpu` (== os_cpu_id()).  Safe: touches only this
- * CPU's probe slot, and irq_work_queue() is NMI-safe.  Asks for a probe on
- * the next tick without counting anything.
- *
- * Setting `wanted` is what matters; queueing the item only makes sure the
- * tick looks at it.  If the item is still PENDING (queued, callback not yet
- * started: the common case from the second claimed NMI on), queueing again
- * would only be refused, so it is skipped.  This is safe because the item
- * runs on this CPU only: if this NMI sees PENDING, the runner has not yet
- * cleared it (it clears PENDING before calling nmi_probe_fn), so the
- * callback starts after this NMI returns and reads the `wanted` we stored.
- * The compiler fence keeps the store before the load; no CPU barrier is
- * needed between an NMI and the code it interrupted.
+ * NMI context, this CPU: the item is not queued (nmi_probe_want() found it
+ * not PENDING).  First use on this CPU: nothing else can touch the item yet
+ * (it was never queued, and dispatch does not nest on one CPU), so it is
+ * initialised here.
  */
-static inline __attribute__((always_inline)) void nmi_probe_want(struct nmi_probe_cpu *p)
+void nmi_probe_queue(struct nmi_probe_cpu *p)
 {
-	atomic_store_explicit(&p->wanted, true, memory_order_release);
-	atomic_signal_fence(memory_order_seq_cst);
-	if (NK_LIKELY(atomic_load_explicit(&p->work.flags, memory_order_relaxed) & IRQ_WORK_PENDING))
-		return;
-	/*
-	 * First use on this CPU: nothing else can touch the item yet (it was
-	 * never queued, and dispatch does not nest on one CPU).
-	 */
 	if (!p->work.func)
 		irq_work_init(&p->work, nmi_probe_fn, IRQ_WORK_LAZY);
 	irq_work_queue(&p->work);
@@ -124,24 +98,13 @@ void nmi_probe_request(void)
 {
 	if (!nmi_lost_recovery)
 		return;
-	nmi_probe_want(&nmi_probes[os_cpu_id()]);
+	nmi_probe_want(&nk_cpus[os_cpu_id()].probe);
 }
 
-/*
- * NMI context, on CPU `cpu` (== os_cpu_id()).  The pending mark is left as
- * it is: a real event was claimed, but the probe's own NMI may still be in
- * flight behind this one; clearing the mark now would make that NMI look
- * unknown.
- */
+/* NMI context, on CPU `cpu` (== os_cpu_id()): see nmi_probe_claimed_inline(). */
 void nmi_probe_on_claimed_cpu(unsigned cpu)
 {
-	struct nmi_probe_cpu *p = &nmi_probes[cpu];
-
-	if (!nmi_lost_recovery)
-		return;
-	if (atomic_load_explicit(&p->pending, memory_order_acquire))
-		nk_stat_inc(&p->found);
-	nmi_probe_want(p);
+	nmi_probe_claimed_inline(&nk_cpus[cpu].probe);
 }
 
 void nmi_probe_on_claimed(void)
@@ -162,7 +125,7 @@ void nmi_probe_on_claimed(void)
  */
 bool nmi_probe_on_unclaimed(void)
 {
-	struct nmi_probe_cpu *p = &nmi_probes[os_cpu_id()];
+	struct nmi_probe_cpu *p = &nk_cpus[os_cpu_id()].probe;
 
 	if (!atomic_load_explicit(&p->pending, memory_order_acquire))
 		return false;
@@ -176,7 +139,7 @@ bool nmi_probe_pending(unsigned cpu)
 {
 	if (cpu >= NMIKIT_MAX_CPUS)
 		return false;
-	return atomic_load_explicit(&nmi_probes[cpu].pending, memory_order_acquire);
+	return atomic_load_explicit(&nk_cpus[cpu].probe.pending, memory_order_acquire);
 }
 
 void nmi_probe_get_stats(unsigned cpu, struct nmi_probe_stats *out)
@@ -187,7 +150,7 @@ void nmi_probe_get_stats(unsigned cpu, struct nmi_probe_stats *out)
 		*out = (struct nmi_probe_stats){ 0 };
 		return;
 	}
-	p = &nmi_probes[cpu];
+	p = &nk_cpus[cpu].probe;
 	out->sent = nk_stat_read(&p->sent);
 	out->found = nk_stat_read(&p->found);
 	out->absorbed = nk_stat_read(&p->absorbed);

@@ -25,14 +25,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct rcu_dynticks rcu_dynticks_cpus[NMIKIT_MAX_CPUS];
-
 static _Atomic uint64_t rcu_warn_count[RCU_WARN_KINDS];
 static _Atomic bool rcu_warned[RCU_WARN_KINDS];
 
 static inline struct rcu_dynticks *rcu_this(void)
 {
-	return &rcu_dynticks_cpus[os_cpu_id()];
+	return rcu_dynticks_of(os_cpu_id());
 }
 
 /* NMI-safe: yes (two atomic operations, the log is lock-free). */
@@ -160,7 +158,7 @@ bool rcu_is_watching(void)
 uint64_t rcu_dynticks_snap(unsigned cpu)
 {
 	atomic_thread_fence(memory_order_seq_cst);
-	return atomic_load_explicit(&rcu_dynticks_cpus[cpu].dynticks, memory_order_acquire);
+	return atomic_load_explicit(&rcu_dynticks_of(cpu)->dynticks, memory_order_acquire);
 }
 
 /* model: gp(): quiescent if the snapshot was even or the counter has moved. */
@@ -168,26 +166,26 @@ bool rcu_dynticks_quiescent_since(unsigned cpu, uint64_t snap)
 {
 	if (!(snap & 1))
 		return true;
-	return atomic_load_explicit(&rcu_dynticks_cpus[cpu].dynticks, memory_order_acquire) != snap;
+	return atomic_load_explicit(&rcu_dynticks_of(cpu)->dynticks, memory_order_acquire) != snap;
 }
 
 uint64_t rcu_dynticks_read(unsigned cpu)
 {
 	if (cpu >= NMIKIT_MAX_CPUS)
 		return 0;
-	return atomic_load_explicit(&rcu_dynticks_cpus[cpu].dynticks, memory_order_relaxed);
+	return atomic_load_explicit(&rcu_dynticks_of(cpu)->dynticks, memory_order_relaxed);
 }
 
 long rcu_nmi_nesting_read(unsigned cpu)
 {
 	if (cpu >= NMIKIT_MAX_CPUS)
 		return 0;
-	return atomic_load_explicit(&rcu_dynticks_cpus[cpu].nmi_nesting, memory_order_relaxed);
+	return atomic_load_explicit(&rcu_dynticks_of(cpu)->nmi_nesting, memory_order_relaxed);
 }
 
 uint64_t rcu_nmi_from_idle(unsigned cpu)
 {
 	if (cpu >= NMIKIT_MAX_CPUS)
 		return 0;
-	return nk_stat_read(&rcu_dynticks_cpus[cpu].from_idle);
+	return nk_stat_read(&rcu_dynticks_of(cpu)->from_idle);
 }

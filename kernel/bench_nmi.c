@@ -32,9 +32,12 @@ enum bench_nmi_mode {
 	MODE_QUEUE_AGAIN,	/* time irq_work_queue of an item already pending */
 };
 
+/* `armed` carries the mode, so the hot case is one load and one compare. */
+#define ARMED(mode)	((uint32_t)(mode) + 1)
+
 /* Per CPU: what the bench handler does with the next NMI on that CPU. */
 struct bench_nmi_cpu {
-	volatile uint32_t armed;	/* the next NMI here is the benchmark's */
+	volatile uint32_t armed;	/* 0, or ARMED(mode): the next NMI here is the benchmark's */
 	volatile uint32_t done;		/* set by the handler when the round is over */
 	volatile uint32_t mode;		/* enum bench_nmi_mode */
 	volatile uint32_t calls;	/* handler calls in this round */
@@ -116,14 +119,17 @@ static int bench_nmi_handler(unsigned type, struct nmi_frame *f)
 {
 	struct bench_nmi_cpu *c = &bench_nmi[this_cpu_id()];
 
+	uint32_t armed = c->armed;
+
 	(void)type;
-	if (!c->armed)
+	if (armed == ARMED(MODE_FLAG)) {
+		c->armed = 0;
+		c->done = 1;
+		return NMI_HANDLED;
+	}
+	if (!armed)
 		return NMI_DONE;
-	if (c->mode != MODE_FLAG)
-		return bench_nmi_modes(c, f);
-	c->armed = 0;
-	c->done = 1;
-	return NMI_HANDLED;
+	return bench_nmi_modes(c, f);
 }
 
 /* A handler that looks at its (idle) source and finds nothing.  NMI context: one load. */
@@ -181,7 +187,7 @@ static uint64_t bench_self_round(struct bench_nmi_cpu *c, uint32_t mode, uint64_
 	c->mode = mode;
 	c->calls = 0;
 	c->done = 0;
-	c->armed = 1;
+	c->armed = ARMED(mode);
 	t0 = bench_tsc();
 	os_send_nmi_self();
 	ok = bench_wait_flag(&c->done, limit);
@@ -371,7 +377,7 @@ static int bench_cross(struct bench *b)
 		bool ok;
 
 		c->done = 0;
-		c->armed = 1;
+		c->armed = ARMED(MODE_FLAG);
 		t0 = bench_tsc();
 		os_send_nmi((unsigned)cpu);
 		/*
@@ -500,7 +506,7 @@ static int bench_user(struct bench *b)
 	c->calls = 0;
 	c->not_user = 0;
 	c->done = 0;
-	c->armed = 1;
+	c->armed = ARMED(MODE_USER_CHAIN);
 	for (unsigned tries = 0; tries < 100 && !c->calls; tries++) {
 		os_send_nmi((unsigned)cpu);
 		start = rdtsc();

@@ -47,7 +47,7 @@ void os_send_nmi(unsigned cpu)
 		lapic_send_nmi(percpu_area[cpu].apic_id);
 }
 
-void os_send_nmi_self(void) { lapic_send_nmi(this_cpu()->apic_id); }
+void os_send_nmi_self(void) { lapic_send_nmi(this_cpu_apic_id()); }
 void os_send_nmi_allbutself(void) { lapic_send_nmi_allbutself(); }
 /* os_irq_work_raise() is in irq.c, beside the self-IPI send it inlines. */
 

@@ -79,6 +79,19 @@ bool nmi_breakpoint_forbidden(uint64_t addr)
 	return addr >= (uint64_t)asm_nmi && addr < (uint64_t)nmi_prologue_end;
 }
 
+/* The rare half of do_nmi(): a breakpoint is armed, park DR7 around the dispatch. */
+static __attribute__((noinline, optimize("omit-frame-pointer"))) void
+do_nmi_dr7_parked(struct nmi_frame *f, uint64_t dr7)
+{
+	if (nmi_keep_dr7) {
+		nmi_entry(f);
+		return;
+	}
+	write_dr7(DR7_RESET);
+	nmi_entry(f);
+	write_dr7(dr7);
+}
+
 /*
  * Called by nmi_entry.S with the struct nmi_frame it built from the saved
  * frame; CR2 and the GS base are the assembly's job (see NMI_CALL_C).
@@ -86,8 +99,9 @@ bool nmi_breakpoint_forbidden(uint64_t addr)
  * DR7: a hardware breakpoint set by the interrupted code must not fire
  * inside the NMI handler, so while any of L0-L3/G0-G3 is on, DR7 is parked
  * for the dispatch and put back after.  Without one (the common case) this
- * is a test and a tail call into the core.  Nested NMIs are counted by the
- * assembly in percpu (nmi_asm_nested, nmi_asm_in_repeat); this function
+ * is a load, a test and a tail call into the core; the parking is out of
+ * line, so that no register must be kept across the common call.  Nested
+ * NMIs are counted by the assembly in percpu (nmi_asm_nested, nmi_asm_in_repeat); this function
  * stays free of loops so the nested-NMI test reaches every instruction of
  * it (the plain variant takes the parking path, the no-DR7 variant the other).
  */
@@ -95,11 +109,9 @@ __attribute__((optimize("omit-frame-pointer"))) void do_nmi(struct nmi_frame *f)
 {
 	uint64_t dr7 = read_dr7();
 
-	if (NK_LIKELY(!(dr7 & DR7_ENABLES) || nmi_keep_dr7)) {
-		nmi_entry(f);
+	if (NK_LIKELY(!(dr7 & DR7_ENABLES))) {
+		nmi_entry(f);	/* a tail call: DR7 is not live across it */
 		return;
 	}
-	write_dr7(DR7_RESET);
-	nmi_entry(f);
-	write_dr7(dr7);
+	do_nmi_dr7_parked(f, dr7);
 }

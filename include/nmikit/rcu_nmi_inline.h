@@ -22,6 +22,7 @@
 #define NMIKIT_RCU_NMI_INLINE_H
 
 #include <nmikit/compiler.h>
+#include <nmikit/core_cpu.h>
 #include <nmikit/os.h>
 #include <nmikit/rcu.h>
 
@@ -29,32 +30,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/*
- * dynticks: odd = RCU watches this CPU.  Written only by this CPU, always
- * by an atomic increment between full barriers; read by the grace-period
- * side on other CPUs.  Starts at 0: every CPU is idle to RCU until the
- * kernel calls rcu_idle_exit() on it, so the protocol holds from the first
- * NMI of boot on.
- *
- * nmi_nesting: touched only by this CPU (process level and the NMIs nested
- * on it), with relaxed atomics and compiler barriers between the steps, so
- * the compiler keeps the model's order; no other CPU ever looks at it.
- * 0 while idle, RCU_NESTING_NONIDLE at the non-idle process level, plus 1
- * for the NMI that made RCU watch the CPU and 2 for every other NMI.
- */
-struct rcu_dynticks {
-	_Atomic uint64_t dynticks;
-	_Atomic long nmi_nesting;
-	_Atomic uint64_t from_idle;	/* NMIs that turned watching on */
-} NK_CACHE_ALIGNED;
-
-/* Defined in core/rcu_nmi.c; only it and this header touch it. */
-extern struct rcu_dynticks rcu_dynticks_cpus[NMIKIT_MAX_CPUS];
 
 /* The slot of CPU `cpu` (== os_cpu_id() for the NMI bracket below). */
 static inline struct rcu_dynticks *rcu_dynticks_of(unsigned cpu)
 {
-	return &rcu_dynticks_cpus[cpu];
+	return &nk_cpus[cpu].rcu;
 }
 
 /* Keeps the compiler from moving per-CPU counter accesses across a step. */

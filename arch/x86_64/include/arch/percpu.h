@@ -90,6 +90,14 @@ static inline unsigned int this_cpu_id(void)
 	return id;
 }
 
+/* This CPU's local APIC ID: one GS-relative load (the NMI path's self sends). */
+static inline uint32_t this_cpu_apic_id(void)
+{
+	uint32_t id;
+	__asm__ volatile("movl %%gs:%c1, %0" : "=r"(id) : "i"(__builtin_offsetof(struct percpu, apic_id)));
+	return id;
+}
+
 static inline struct percpu *cpu_data(unsigned int cpu) { return &percpu_area[cpu]; }
 
 /* Top of an IST stack: one slot above the hardware frame holds the percpu pointer. */
