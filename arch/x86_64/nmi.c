@@ -83,10 +83,6 @@ bool nmi_breakpoint_forbidden(uint64_t addr)
 static __attribute__((noinline, optimize("omit-frame-pointer"))) void
 do_nmi_dr7_parked(struct nmi_frame *f, uint64_t dr7)
 {
-	if (nmi_keep_dr7) {
-		nmi_entry(f);
-		return;
-	}
 	write_dr7(DR7_RESET);
 	nmi_entry(f);
 	write_dr7(dr7);
@@ -109,7 +105,7 @@ __attribute__((optimize("omit-frame-pointer"))) void do_nmi(struct nmi_frame *f)
 {
 	uint64_t dr7 = read_dr7();
 
-	if (NK_LIKELY(!(dr7 & DR7_ENABLES))) {
+	if (NK_LIKELY(!(dr7 & DR7_ENABLES)) || nmi_keep_dr7) {
 		nmi_entry(f);	/* a tail call: DR7 is not live across it */
 		return;
 	}
