@@ -238,16 +238,17 @@ void lapic_send_self_ipi(uint8_t vector)
  * NMI-safe: no lock, bounded time.  The NMI path's own sender (every self
  * NMI, the lost-NMI probe, backtrace requests), so it is icr_send() for a
  * physical destination written out flat: the same steps and the same
- * protection of a half-written ICR, with the waits out of line (QEMU never
- * sets the busy bit; hardware clears it within a microsecond or two).
+ * protection of a half-written ICR (QEMU never sets the busy bit; hardware
+ * clears it within a microsecond or two).
  *
  * When ICR-high already holds the destination (a CPU sending to the same
  * CPU again, or to itself, finds its own last value restored there), it is
  * neither written nor restored: an NMI landing between our read and our
  * ICR-low write restores whatever it found, which is our destination, so
- * the send still goes where it should.  Saves two MMIO writes.  Nor is the
- * send waited for then: that wait only protects the restore of ICR-high,
- * and whoever sends next waits for the busy bit before touching the ICR.
+ * the send still goes where it should.  Saves two MMIO writes.  The send
+ * is still waited for: a sender we interrupted (as an NMI) may have seen
+ * the ICR idle and be about to write ICR-low, and must find it idle again
+ * when we return (kernel/irq.c's self_ipi_send() keeps the same rule).
  * The waits are loops in line (each a load, a test and a branch not taken
  * when the ICR is idle, as it always is under QEMU), so the function makes
  * no call on any path and needs no stack frame or frame pointer.
@@ -267,6 +268,7 @@ __attribute__((optimize("omit-frame-pointer"))) void lapic_send_nmi(uint32_t api
 	saved_high = *hi;
 	if (__builtin_expect(saved_high == dest, 1)) {
 		*lo = ICR_DM_NMI;
+		icr_wait_idle_at(lo);
 	} else {
 		*hi = dest;
 		*lo = ICR_DM_NMI;
