@@ -236,7 +236,7 @@ static struct nmi_action *nmi_find(unsigned type, const char *name)
 }
 
 /* Writers' lock held. */
-static struct nmi_action *nmi_alloc_slot(void)
+static struct nmi_action *nmi_free_slot(void)
 {
 	for (size_t i = 0; i < NK_ARRAY_SIZE(nmi_actions); i++)
 		if (nmi_actions[i].state == SLOT_FREE)
@@ -245,12 +245,17 @@ static struct nmi_action *nmi_alloc_slot(void)
 }
 
 /*
- * Fill a free slot completely, before it becomes reachable (the caller
- * publishes it with a release store).  Writers' lock held.
+ * Take a free slot and fill it completely, before it becomes reachable
+ * (the caller publishes it with a release store); NULL when every slot is
+ * in use.  Writers' lock held.
  */
-static void nmi_fill_slot(struct nmi_action *a, unsigned type, const char *name, size_t len,
-			  nmi_handler_fn fn)
+static struct nmi_action *nmi_new_slot(unsigned type, const char *name, size_t len,
+				       nmi_handler_fn fn)
 {
+	struct nmi_action *a = nmi_free_slot();
+
+	if (!a)
+		return NULL;
 	for (size_t i = 0; i < NMI_NAME_MAX; i++)
 		a->name[i] = i < len ? name[i] : '\0';
 	a->fn = fn;
@@ -263,6 +268,7 @@ static void nmi_fill_slot(struct nmi_action *a, unsigned type, const char *name,
 	atomic_store_explicit(&a->limit_cycles, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->slow, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->warn_after_ns, 0, memory_order_relaxed);
+	return a;
 }
 
 /* A handler and its name as both registrations take them; *len gets the name's length. */
@@ -303,12 +309,11 @@ int nmi_register(unsigned type, const char *name, nmi_handler_fn fn, unsigned fl
 		err = NMI_EBUSY;
 		goto out;
 	}
-	a = nmi_alloc_slot();
+	a = nmi_new_slot(type, name, len, fn);
 	if (!a) {
 		err = NMI_ENOSPC;
 		goto out;
 	}
-	nmi_fill_slot(a, type, name, len, fn);
 
 	/*
 	 * Publish with a release store: a CPU that reaches the slot through an
@@ -453,12 +458,11 @@ int nmi_doorbell_register(unsigned bit, const char *name, nmi_handler_fn fn)
 		err = NMI_EBUSY;
 		goto out;
 	}
-	a = nmi_alloc_slot();
+	a = nmi_new_slot(NMI_DOORBELL, name, len, fn);
 	if (!a) {
 		err = NMI_ENOSPC;
 		goto out;
 	}
-	nmi_fill_slot(a, NMI_DOORBELL, name, len, fn);
 	/* Release: a dispatch that loads the pointer sees the filled slot. */
 	atomic_store_explicit(&nmi_bells[bit], a, memory_order_release);
 out:
