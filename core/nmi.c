@@ -117,10 +117,10 @@ struct nk_cpu nk_cpus[NMIKIT_MAX_CPUS];
 /*
  * The same block pointer, but gcc may no longer assume where it came from,
  * so it computes a member's address where it is used.  Without this, gcc
- * computes &k->nmi (needed in a register by the atomic read-modify-writes
- * and by the out-of-line calls) once at the top of nmi_entry() and spills
- * it across the handler calls: two instructions on every NMI for a value
- * one LEA rebuilds on the rare path.
+ * computes &k->nmi once at the top of nmi_entry() (the state's locked
+ * decrement and the out-of-line calls want it in a register) and keeps it
+ * in a stack slot across the handler calls: a store and a reload on every
+ * NMI.  Laundered, it costs one register copy where it is used.
  */
 static inline struct nk_cpu *nk_relaunder(struct nk_cpu *k)
 {
