@@ -2,8 +2,9 @@
  * watchdog_bench.c: `make bench` metrics of the lockup detectors: how long a
  * hard lockup takes to be reported by each source (threshold 1 s, virtual
  * time under icount), how many watchdog NMIs each CPU takes per second, the
- * instructions of one check path, and the time of an all-CPU NMI backtrace
- * on 2, 4, 16 and 64 CPUs with the console quiet (docs/watchdog.md).
+ * instructions of one check path, the time of an all-CPU NMI backtrace
+ * on 2, 4, 16 and 64 CPUs with the console quiet, and what the HPET source
+ * adds to an ordinary NMI on a CPU of its ring (docs/watchdog.md).
  */
 #include <arch/cpu.h>
 #include <arch/percpu.h>
@@ -12,7 +13,9 @@
 #include <kernel/sched.h>
 #include <kernel/watchdog.h>
 #include <nmikit/log.h>
+#include <nmikit/nmi.h>
 #include <nmikit/nmi_backtrace.h>
+#include <nmikit/os.h>
 
 #define S	1000000000ull
 
@@ -147,6 +150,82 @@ static int backtrace_all(struct bench *b, unsigned cpus)
 	return BENCH_OK;
 }
 
+/*
+ * An ordinary NMI on a CPU of the rotating HPET source's ring: a self NMI
+ * round trip with one claiming handler, timed as self_nmi_1h is
+ * (bench_nmi.c), on this CPU while the comparator's NMI goes round the
+ * ring.  While a CPU listens for the comparator (WD_LISTEN_SOURCE) its
+ * every NMI also runs the source's hpet_wd_nmi(); the samples show how
+ * often that happens and what it costs.  Threshold 1 s (each CPU's turn
+ * 6.25 ms on 4 CPUs), one sample every 100 us over about a second, so the
+ * samples fall on every phase of about 40 turns; the first sample comes
+ * 10 ms after the restart, when this CPU (the first target) has handed on.
+ */
+static volatile uint32_t ring_nmi_armed[MAX_CPUS], ring_nmi_done[MAX_CPUS];
+
+/* NMI context: claim this CPU's armed round.  One load, two stores. */
+static int ring_nmi_handler(unsigned type, struct nmi_frame *f)
+{
+	unsigned me = this_cpu_id();
+
+	(void)type;
+	(void)f;
+	if (!ring_nmi_armed[me])
+		return NMI_DONE;
+	ring_nmi_armed[me] = 0;
+	ring_nmi_done[me] = 1;
+	return NMI_HANDLED;
+}
+
+/* One round trip: interrupts off, arm, t0, self NMI, wait for the flag, t1. */
+static __attribute__((noinline)) uint64_t ring_nmi_round(unsigned me)
+{
+	uint64_t fl = irq_save();
+	uint64_t t0, t1;
+	bool ok;
+
+	ring_nmi_done[me] = 0;
+	ring_nmi_armed[me] = 1;
+	t0 = bench_tsc();
+	os_send_nmi_self();
+	ok = bench_wait_flag(&ring_nmi_done[me], bench_wait_limit());
+	t1 = bench_tsc();
+	irq_restore(fl);
+	return ok ? t1 - t0 : 0;
+}
+
+static int b_self_nmi_hpet_ring(struct bench *b)
+{
+	unsigned me = this_cpu_id(), old;
+	int r = need_source(b, &wd_source_hpet), err;
+
+	if (r != BENCH_OK)
+		return r;
+	if (!wd_monitored(me))
+		return bench_skip(b, "cpu %u is not monitored", me);
+	err = nmi_register(NMI_LOCAL, "bench-ring", ring_nmi_handler, 0);
+	if (err)
+		return bench_fail(b, "nmi_register: %s", nmi_strerror(err));
+	old = watchdog_thresh_s();
+	watchdog_set_threshold(1);
+	sleep_ms(10);
+	for (unsigned i = 0; i < b->iters && r == BENCH_OK; i++) {
+		uint64_t d = ring_nmi_round(me);
+
+		if (!d) {
+			ring_nmi_armed[me] = 0;
+			r = bench_fail(b, "self NMI %u never reached the handler", i);
+			break;
+		}
+		bench_sample(b, d);
+		for (uint64_t t = bench_tsc(); bench_tsc() - t < ns_to_tsc(100000);)
+			cpu_relax();
+	}
+	nmi_unregister(NMI_LOCAL, "bench-ring");
+	watchdog_set_threshold(old);
+	return r;
+}
+
 static int b_detect_ioapic(struct bench *b) { return lockup_detect(b, &wd_source_ioapic); }
 static int b_detect_hpet(struct bench *b) { return lockup_detect(b, &wd_source_hpet); }
 static int b_detect_buddy(struct bench *b) { return lockup_detect(b, &wd_source_buddy); }
@@ -196,6 +275,8 @@ BENCH(watchdog_check_insns_buddy, "tsc", "one buddy check in a tick (the next CP
  */
 BENCH(watchdog_check_insns_buddy_255cpu, "tsc", "one buddy check in a tick, 255 CPUs (flat in CPUs?)",
       b_insns_buddy, .cpus = 255);
+BENCH(self_nmi_1h_hpet_ring, "tsc", "self NMI round trip, one claiming handler, on CPU 0 of the rotating HPET source's 4-CPU ring",
+      b_self_nmi_hpet_ring, .cpus = 4, .qemu = HPET_QEMU);
 BENCH(backtrace_all_2cpu, "tsc", "all-CPU NMI backtrace, 2 CPUs, printed to the log ring, console quiet",
       b_bt2);
 BENCH(backtrace_all_4cpu, "tsc", "all-CPU NMI backtrace, 4 CPUs, console quiet", b_bt4, .cpus = 4);
