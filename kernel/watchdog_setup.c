@@ -465,6 +465,19 @@ void wd_nmi_listen(unsigned cpu, uint32_t bits, bool on)
 		nmi_doorbell_listen(cpu, WD_BELL_PARKED, on);
 }
 
+/* Which of `bits` (WD_LISTEN_*) `cpu` listens to now.  Any context: one load. */
+uint32_t wd_nmi_listening(unsigned cpu)
+{
+	uint64_t w = nmi_doorbell_read(cpu);
+	uint32_t bits = 0;
+
+	if (w & (1ull << (32 + WD_BELL_SOURCE)))
+		bits |= WD_LISTEN_SOURCE;
+	if (w & (1ull << (32 + WD_BELL_PARKED)))
+		bits |= WD_LISTEN_PARKED;
+	return bits;
+}
+
 /* WD_BELL_SOURCE: the chosen source's NMI hook.  NMI context (its own exchanges). */
 static int wd_bell_source(unsigned type, struct nmi_frame *f)
 {

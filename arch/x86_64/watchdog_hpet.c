@@ -543,18 +543,11 @@ const struct wd_source wd_source_hpet = {
 
 /* --- tests (suite `watchdog`): who listens ------------------------------------ */
 
-/*
- * WD_LISTEN_SOURCE as it shows in the core's doorbell word: the listen half
- * (bits 32-63) at the watchdog's source bit (WD_BELL_SOURCE, bit 1, in
- * kernel/watchdog_setup.c).  The tests check that the target listens in
- * every sample, so a wrong value here fails them rather than passing.
- */
-#define TEST_LISTEN		(1ull << (32 + 1))
 #define TEST_MS			1000000ull
 
 static bool test_listens(unsigned cpu)
 {
-	return (nmi_doorbell_read(cpu) & TEST_LISTEN) != 0;
+	return (wd_nmi_listening(cpu) & WD_LISTEN_SOURCE) != 0;
 }
 
 /*

@@ -112,6 +112,7 @@ bool wd_wait(bool (*cond)(void *), void *arg, uint64_t limit_ns);
 #define WD_LISTEN_PARKED	(1u << 1)	/* parked offline: count NMIs, claim the wake-up */
 void wd_nmi_request(unsigned cpu, uint32_t req);
 void wd_nmi_listen(unsigned cpu, uint32_t bits, bool on);
+uint32_t wd_nmi_listening(unsigned cpu);	/* the WD_LISTEN_* bits `cpu` has now */
 
 /* Whether a panic is under way (no checks then: CPUs are being stopped). */
 bool wd_panicking(void);
