@@ -132,7 +132,7 @@ static inline struct nk_cpu *nk_relaunder(struct nk_cpu *k)
 
 static inline struct nmi_cpu *nmi_this_cpu(void)
 {
-	return &nk_cpus[os_cpu_id()].nmi;
+	return &nk_this_cpu()->nmi;
 }
 
 /* --- small helpers ------------------------------------------------------- */
@@ -1114,7 +1114,7 @@ static __attribute__((noinline)) void nmi_dispatch_repeat(struct nmi_frame *f, s
  */
 void nmi_entry(struct nmi_frame *f)
 {
-	struct nk_cpu *k = &nk_cpus[os_cpu_id()];
+	struct nk_cpu *k = nk_this_cpu();
 	struct nmi_cpu *c;
 
 	/*
@@ -1156,6 +1156,11 @@ bool nmi_in_nmi(void)
 {
 	return atomic_load_explicit(&nmi_this_cpu()->state, memory_order_relaxed) !=
 	       NMI_NOT_RUNNING;
+}
+
+void *nmi_cpu_block(unsigned cpu)
+{
+	return cpu < NMIKIT_MAX_CPUS ? &nk_cpus[cpu] : NULL;
 }
 
 uint64_t nmi_seq(unsigned cpu)

@@ -98,7 +98,7 @@ void nmi_probe_request(void)
 {
 	if (!nmi_lost_recovery)
 		return;
-	nmi_probe_want(&nk_cpus[os_cpu_id()].probe);
+	nmi_probe_want(&nk_this_cpu()->probe);
 }
 
 /* NMI context, on CPU `cpu` (== os_cpu_id()): see nmi_probe_claimed_inline(). */
@@ -125,7 +125,7 @@ void nmi_probe_on_claimed(void)
  */
 bool nmi_probe_on_unclaimed(void)
 {
-	struct nmi_probe_cpu *p = &nk_cpus[os_cpu_id()].probe;
+	struct nmi_probe_cpu *p = &nk_this_cpu()->probe;
 
 	if (!atomic_load_explicit(&p->pending, memory_order_acquire))
 		return false;

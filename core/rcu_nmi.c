@@ -30,7 +30,7 @@ static _Atomic bool rcu_warned[RCU_WARN_KINDS];
 
 static inline struct rcu_dynticks *rcu_this(void)
 {
-	return rcu_dynticks_of(os_cpu_id());
+	return &nk_this_cpu()->rcu;
 }
 
 /* NMI-safe: yes (two atomic operations, the log is lock-free). */

@@ -293,6 +293,27 @@ KTEST(nmi_api, cpu_numbers_and_lookups_checked)
 	KT_EXPECT_STREQ(nmi_type_name(NMI_SERR), "SERR");
 }
 
+/*
+ * The core's per-CPU block as the NMI path reaches it (os_cpu_block(): the
+ * pointer gdt_init_cpu() cached in struct percpu) is that CPU's own for
+ * every CPU brought up, and the lookup refuses a CPU number out of range.
+ */
+KTEST(nmi_api, cpu_block_cached_for_every_cpu)
+{
+	unsigned checked = 0;
+
+	KT_EXPECT_TRUE(nmi_cpu_block(NMIKIT_MAX_CPUS) == NULL);
+	for (unsigned cpu = 0; cpu < MAX_CPUS && cpu < NMIKIT_MAX_CPUS; cpu++) {
+		if (!percpu_area[cpu].online)
+			continue;
+		KT_EXPECT_TRUE(percpu_area[cpu].core_block != NULL);
+		KT_EXPECT_TRUE(percpu_area[cpu].core_block == nmi_cpu_block(cpu));
+		checked++;
+	}
+	KT_EXPECT_GE(checked, 1u);
+	KT_EXPECT_TRUE(this_cpu()->core_block == nmi_cpu_block(this_cpu_id()));
+}
+
 KTEST(nmi_api, every_error_has_a_sentence)
 {
 	static const int errs[] = {

@@ -43,6 +43,7 @@ void asm_offsets(void)
 	OFFSET(PERCPU_NMI_ASM_NESTED, struct percpu, nmi_asm_nested);
 	OFFSET(PERCPU_NMI_ASM_IN_REPEAT, struct percpu, nmi_asm_in_repeat);
 	OFFSET(PERCPU_MCE_RESUME_RIP, struct percpu, mce_resume_rip);
+	OFFSET(PERCPU_CORE_BLOCK, struct percpu, core_block);
 	DEFINE(NR_CPUS_MAX, MAX_CPUS);		/* mce_resume.S: one stub per CPU */
 	/* NMI stack slots, relative to the hardware frame (the RSP at delivery). */
 #define NMIST(sym, member) DEFINE(sym, (long)offsetof(struct nmi_stack_top, member) - (long)offsetof(struct nmi_stack_top, hw))

@@ -7,6 +7,7 @@
 #include <arch/percpu.h>
 #include <arch/regs.h>
 #include <arch/cpu.h>
+#include <nmikit/nmi.h>
 
 struct percpu percpu_area[MAX_CPUS];
 struct cpu_stacks cpu_stacks[MAX_CPUS] __attribute__((section(".bss.stacks")));
@@ -67,6 +68,7 @@ void gdt_init_cpu(unsigned int cpu)
 
 	p->self = p;
 	p->cpu = cpu;
+	p->core_block = nmi_cpu_block(cpu);	/* before this CPU can take an NMI */
 	p->tss = t;
 	p->stacks = s;
 

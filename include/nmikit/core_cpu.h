@@ -105,4 +105,18 @@ struct nk_cpu {
 /* Defined in core/nmi.c. */
 extern struct nk_cpu nk_cpus[NMIKIT_MAX_CPUS];
 
+/*
+ * This CPU's block.  NMI-safe: yes.  With the port's inline os_cpu_block()
+ * (NMIKIT_OS_INLINE_CPU_BLOCK) one load of the pointer the port cached
+ * from nmi_cpu_block(); otherwise the array indexed by os_cpu_id().
+ */
+static inline struct nk_cpu *nk_this_cpu(void)
+{
+#ifdef NMIKIT_OS_INLINE_CPU_BLOCK
+	return (struct nk_cpu *)os_cpu_block();
+#else
+	return &nk_cpus[os_cpu_id()];
+#endif
+}
+
 #endif

@@ -209,6 +209,14 @@ bool nmi_in_nmi(void);
  */
 uint64_t nmi_seq(unsigned cpu);
 
+/*
+ * The core's per-CPU block of `cpu` (NULL if `cpu` is out of range), for a
+ * port that implements the inline hook os_cpu_block() (<nmikit/os.h>): it
+ * stores this pointer in its own per-CPU data when it brings the CPU up,
+ * before that CPU can take an NMI.  Opaque to the port.
+ */
+void *nmi_cpu_block(unsigned cpu);
+
 /* --- panic support ----------------------------------------------------- */
 
 /*

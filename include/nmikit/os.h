@@ -37,6 +37,12 @@ typedef unsigned long os_irqflags_t;
  *   NMIKIT_OS_INLINE_CPU_ID     os_cpu_id()
  *   NMIKIT_OS_INLINE_IRQ_SAVE   os_local_irq_save() and os_local_irq_restore()
  *   NMIKIT_OS_INLINE_CPU_RELAX  os_cpu_relax()
+ *   NMIKIT_OS_INLINE_CPU_BLOCK  os_cpu_block(): nmi_cpu_block(os_cpu_id()),
+ *                               read from the port's own per-CPU data (one
+ *                               load instead of the core's index
+ *                               arithmetic); inline only, no out-of-line
+ *                               function: without it the core indexes
+ *                               its array by os_cpu_id()
  * The contract of each hook is unchanged (NMI-safety included).  The port
  * still provides the out-of-line function for code built without the
  * header.  The header is compiled into core/: it may include nothing but

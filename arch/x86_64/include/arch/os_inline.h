@@ -76,11 +76,25 @@ static inline void x86_os_cpu_relax(void)
 #define NMIKIT_OS_INLINE_CPU_ID		1
 #define NMIKIT_OS_INLINE_IRQ_SAVE	1
 #define NMIKIT_OS_INLINE_CPU_RELAX	1
+#define NMIKIT_OS_INLINE_CPU_BLOCK	1
 
 static inline unsigned os_cpu_id(void) { return x86_os_cpu_id(); }
 static inline os_irqflags_t os_local_irq_save(void) { return x86_os_irq_save(); }
 static inline void os_local_irq_restore(os_irqflags_t flags) { x86_os_irq_restore(flags); }
 static inline void os_cpu_relax(void) { x86_os_cpu_relax(); }
+
+/*
+ * The core's block for this CPU, cached in struct percpu by gdt_init_cpu()
+ * (from nmi_cpu_block()) before the CPU can take an NMI: one GS-relative
+ * load.  NMI-safe: yes (GS is right whenever C runs, as for os_cpu_id()).
+ */
+static inline void *os_cpu_block(void)
+{
+	void *p;
+
+	__asm__ volatile("movq %%gs:%c1, %0" : "=r"(p) : "i"(PERCPU_CORE_BLOCK));
+	return p;
+}
 #endif
 
 #endif /* !__ASSEMBLER__ */

@@ -70,6 +70,7 @@ struct percpu {
 	uint64_t nmi_asm_nested;	/* nested NMIs that redirected the outer IRET */
 	uint64_t nmi_asm_in_repeat;	/* NMIs that hit the repeat_nmi region */
 	uint64_t mce_resume_rip;	/* mce_resume.S: where an #MC returns without IRET */
+	void *core_block;		/* nmi_cpu_block(cpu): the core's os_cpu_block() */
 } __attribute__((aligned(64)));
 
 extern struct percpu percpu_area[MAX_CPUS];
