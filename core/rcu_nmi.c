@@ -63,9 +63,10 @@ void rcu_nmi_enter_cpu(unsigned cpu)
 	rcu_nmi_enter_inline(rcu_dynticks_of(cpu));
 }
 
+/* This CPU's slot through nk_this_cpu(): one load with the port's os_cpu_block(). */
 void rcu_nmi_enter(void)
 {
-	rcu_nmi_enter_cpu(os_cpu_id());
+	rcu_nmi_enter_inline(&nk_this_cpu()->rcu);
 }
 
 /* The exit's warnings, reported after its steps (see rcu_nmi_exit_inline()). */
@@ -85,7 +86,7 @@ void rcu_nmi_exit_cpu(unsigned cpu)
 
 void rcu_nmi_exit(void)
 {
-	rcu_nmi_exit_cpu(os_cpu_id());
+	rcu_nmi_exit_inline(&nk_this_cpu()->rcu);
 }
 
 /*
