@@ -170,8 +170,14 @@ static inline void retarget(int next)
  *     through; and by X in quiet_here() when it finds itself in fsb_cpu;
  *   - off, by next(X) in step 1 (rings of 3 or more CPUs only).  next(X)
  *     is in its own hand-off, which began after X's ended (above): the
- *     comparator no longer holds X's address, and X's echo window closed
- *     a period ago.  X is set again only by prev(X) != next(X), in a later
+ *     comparator no longer holds X's address, and on a host that runs the
+ *     vCPUs on time X's echo window closed a period ago.  A host that
+ *     stalled X with its echo still latched (or a successor that took an
+ *     NMI up to a quarter period early as its expiry) can clear the bit
+ *     before the echo arrives: that echo is then the very next NMI after
+ *     an HPET one there, which hpet_wd_stray() claims by last_seq
+ *     (models/hpet_handoff.pml finds an unknown NMI without that rule).
+ *     X is set again only by prev(X) != next(X), in a later
  *     hand-off of the sequence, so this off never overtakes that on.  In a
  *     ring of 2, prev(X) == next(X): nobody clears X here;
  *   - off, by X itself in quiet_here(), argued there;
@@ -189,7 +195,7 @@ static void hand_on(unsigned me, int next)
 {
 	int prev = atomic_load_explicit(&ring_prev[me], memory_order_relaxed);
 
-	/* 1. The CPU that handed the NMI to us took its echo a period ago. */
+	/* 1. The CPU that handed the NMI to us took its echo a period ago (or hpet_wd_stray() takes it). */
 	if (prev != next && prev >= 0 && prev != (int)me)
 		wd_nmi_listen((unsigned)prev, WD_LISTEN_SOURCE, false);
 	/* 2. The next CPU listens before the comparator can reach it. */
