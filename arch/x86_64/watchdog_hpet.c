@@ -638,6 +638,25 @@ static bool test_hpet_ready(bool rotate_only)
 }
 
 /*
+ * The end of both tests: every CPU of the ring was checked since `before`
+ * was taken, every unknown NMI since `strays0`/`unknown0` is a stray (a
+ * stray is claimed, never "Uhhuh"), and the threshold goes back to `thresh`.
+ */
+static void test_expect_checked_and_explained(const uint64_t *before, uint64_t strays0,
+					      uint64_t unknown0, unsigned thresh)
+{
+	for (unsigned c = 0; c < cpus_possible; c++)
+		if (in_ring[c])
+			KT_EXPECT_GT(test_checks(c), before[c]);
+	uint64_t strays = atomic_load(&n_strays) - strays0;
+	uint64_t unexplained = test_unknown_nmis() - unknown0 - strays;
+	kt_diag("strays %llu", (unsigned long long)strays);
+	KT_EXPECT_EQ(unexplained, 0u);
+	if (thresh != 1)
+		watchdog_set_threshold(thresh);
+}
+
+/*
  * While the rotation runs, only the CPUs the comparator can reach listen:
  * rotate - the target and at most the CPU that handed on to it (and that
  * one stops on its first NMI after the echo window); ipi - the receiver.
@@ -725,18 +744,7 @@ KTEST(watchdog, hpet_only_reachable_cpus_listen)
 		KT_EXPECT_EQ(lazy_bad, 0u);
 		KT_EXPECT_GT(quiet, quiet0);
 	}
-	for (unsigned c = 0; c < cpus_possible; c++) {
-		uint64_t checks = test_checks(c);
-		if (in_ring[c])
-			KT_EXPECT_GT(checks, checks0[c]);
-	}
-	/* Unknown NMIs that are not strays (a stray is claimed, never "Uhhuh"). */
-	uint64_t strays = atomic_load(&n_strays) - strays0;
-	uint64_t unexplained = test_unknown_nmis() - unknown0 - strays;
-	kt_diag("strays %llu", (unsigned long long)strays);
-	KT_EXPECT_EQ(unexplained, 0u);
-	if (thresh != 1)
-		watchdog_set_threshold(thresh);
+	test_expect_checked_and_explained(checks0, strays0, unknown0, thresh);
 }
 
 static bool test_stall_taken(void *arg)
@@ -780,16 +788,5 @@ KTEST(watchdog, hpet_handoff_listens_before_retarget)
 	kt_diag("NMIs ahead of a hand-over: %llu", (unsigned long long)(ahead - ahead0));
 	KT_EXPECT_GT(ahead, ahead0);
 	/* The rotation went on: every CPU checked again after the stall. */
-	for (unsigned c = 0; c < cpus_possible; c++) {
-		uint64_t checks = test_checks(c);
-		if (in_ring[c])
-			KT_EXPECT_GT(checks, checks1[c]);
-	}
-	/* Unknown NMIs that are not strays (a stray is claimed, never "Uhhuh"). */
-	uint64_t strays = atomic_load(&n_strays) - strays0;
-	uint64_t unexplained = test_unknown_nmis() - unknown0 - strays;
-	kt_diag("strays %llu", (unsigned long long)strays);
-	KT_EXPECT_EQ(unexplained, 0u);
-	if (thresh != 1)
-		watchdog_set_threshold(thresh);
+	test_expect_checked_and_explained(checks1, strays0, unknown0, thresh);
 }
