@@ -44,7 +44,13 @@ static unsigned int n_ap_hooks;
 static unsigned int maxcpus = MAX_CPUS;
 NK_PARAM_UINT("maxcpus", maxcpus, 1, MAX_CPUS, "start at most this many CPUs (boot CPU included)");
 
-static unsigned int smp_timeout_ms = 100;
+/*
+ * An AP that is alive answers within a millisecond, but under TCG its vCPU
+ * is a host thread that a loaded host may not run for a good part of a
+ * second (a 100 ms default lost CPU 1 of a 2-CPU boot under a loaded test
+ * run). A dead CPU costs this once per boot; Linux waits 10 s.
+ */
+static unsigned int smp_timeout_ms = 1000;
 NK_PARAM_UINT("smp_timeout_ms", smp_timeout_ms, 1, 60000,
 	      "give up on CPUs that have not started after this long without progress");
 
