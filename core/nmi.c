@@ -1276,6 +1276,18 @@ int nmi_get_cpu_stats(unsigned cpu, struct nmi_cpu_stats *out)
 	return NMI_OK;
 }
 
+/* One slot's name and statistics as nmi_get_handler_info() reports them.  Writers' lock held. */
+static void nmi_info_of(const struct nmi_action *a, unsigned type, struct nmi_handler_info *out)
+{
+	for (size_t i = 0; i < NMI_NAME_MAX; i++)
+		out->name[i] = a->name[i];
+	out->type = type;
+	out->calls = nk_stat_read(&a->calls);
+	out->claimed = nk_stat_read(&a->claimed);
+	out->longest_ns = nmi_cycles_to_ns(nk_stat_read(&a->longest_cycles));
+	out->slow = nk_stat_read(&a->slow);
+}
+
 int nmi_get_handler_info(unsigned idx, struct nmi_handler_info *out)
 {
 	os_irqflags_t irq;
@@ -1291,13 +1303,7 @@ int nmi_get_handler_info(unsigned idx, struct nmi_handler_info *out)
 		for (; a; a = atomic_load_explicit(&a->next, memory_order_relaxed)) {
 			if (idx--)
 				continue;
-			for (size_t i = 0; i < NMI_NAME_MAX; i++)
-				out->name[i] = a->name[i];
-			out->type = type;
-			out->calls = nk_stat_read(&a->calls);
-			out->claimed = nk_stat_read(&a->claimed);
-			out->longest_ns = nmi_cycles_to_ns(nk_stat_read(&a->longest_cycles));
-			out->slow = nk_stat_read(&a->slow);
+			nmi_info_of(a, type, out);
 			err = NMI_OK;
 			goto out;
 		}
@@ -1307,13 +1313,7 @@ int nmi_get_handler_info(unsigned idx, struct nmi_handler_info *out)
 
 		if (!a || idx--)
 			continue;
-		for (size_t i = 0; i < NMI_NAME_MAX; i++)
-			out->name[i] = a->name[i];
-		out->type = NMI_DOORBELL;
-		out->calls = nk_stat_read(&a->calls);
-		out->claimed = nk_stat_read(&a->claimed);
-		out->longest_ns = nmi_cycles_to_ns(nk_stat_read(&a->longest_cycles));
-		out->slow = nk_stat_read(&a->slow);
+		nmi_info_of(a, NMI_DOORBELL, out);
 		err = NMI_OK;
 		break;
 	}
